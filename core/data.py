@@ -1,0 +1,94 @@
+"""Inputs: listing a folder, and the one Dataset that training, testing and the runner share.
+
+    items = scan_folder(root, cfg.labels)        # sorted; every regular file, labelled or not
+    dataset = CaptchaDataset(root, items, codec, cfg.image)
+    loader = make_loader(dataset, batch_size=256, workers=2, device=device)
+    for batch in loader:  # image (B,3,H,W) uint8 RGB, target (B,length), index, error, resized
+
+A file that cannot be decoded does not stop anything: its item comes back with a blank image,
+IGNORE targets and the reason in `error`, so each caller decides what to do with it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .config import ImageConfig, LabelConfig
+from .images import ImageError, read_image
+from .labels import parse_label
+from .runtime import resolve_workers
+
+
+@dataclass(frozen=True)
+class Item:
+    path: str                # relative to the scanned folder, '/'-separated
+    label: str | None        # None: unlabelled
+    unlabelled_why: str = ""  # LabelError.kind when label is None
+
+
+def list_files(root: str | Path) -> list[str]:
+    """Every regular file under root, recursively, as sorted '/'-separated relative paths."""
+    root = Path(root)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            if os.path.isfile(full):
+                found.append(Path(full).relative_to(root).as_posix())
+    return sorted(found)
+
+
+def scan_folder(root: str | Path, labels: LabelConfig) -> list[Item]:
+    items = []
+    for path in list_files(root):
+        label, why = parse_label(path, labels)
+        items.append(Item(path, label, why))
+    return items
+
+
+class CaptchaDataset(Dataset):
+    def __init__(self, root: str | Path, items: list[Item], codec, image: ImageConfig):
+        self.root = str(root)
+        self.items = items
+        self.codec = codec
+        self.height, self.width = image.height, image.width
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.items[index]
+        error, resized = "", False
+        try:
+            pixels, resized = read_image(os.path.join(self.root, item.path), self.height, self.width)
+            image = torch.from_numpy(pixels).permute(2, 0, 1)
+            target = self.codec.encode(item.label)
+        except ImageError as exc:
+            error = str(exc)
+            image = torch.zeros((3, self.height, self.width), dtype=torch.uint8)
+            target = self.codec.encode(None)
+        return {"image": image, "target": target, "index": index, "error": error,
+                "resized": resized}
+
+
+def _init_worker(_worker_id: int) -> None:
+    # Each worker decodes one image at a time; library thread pools would only fight each other
+    # and the main process for the few cores there are.
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def make_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device,
+                shuffle: bool = False, seed: int = 0, persistent: bool = False) -> DataLoader:
+    workers = resolve_workers(workers)
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                      pin_memory=device.type == "cuda", worker_init_fn=_init_worker,
+                      generator=generator, persistent_workers=persistent and workers > 0,
+                      prefetch_factor=4 if workers > 0 else None)

@@ -1,0 +1,125 @@
+"""Training and evaluation loops, shared by every job.
+
+    loss = train_one_epoch(model, loader, codec, optimizer, device)
+    metrics = evaluate(model, loader, codec, device)           # the one evaluate
+    metrics = evaluate(model, loader, codec, device, on_batch=write_rows)
+
+`evaluate` scores the labelled, decodable images of a loader; unlabelled images are predicted
+but not scored, unreadable ones neither. `on_batch(batch, decoded)` sees every batch with its
+predictions, which is how the batch runner writes its rows from the same pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import torch
+
+from .labels import IGNORE, Decoded
+from .progress import no_progress
+
+
+@dataclass
+class Metrics:
+    images: int = 0            # every image seen
+    errors: int = 0            # images that could not be decoded
+    scored: int = 0            # labelled and decoded: the denominator of the accuracies
+    loss_sum: float = 0.0      # summed over positions, per scored image
+    chars_total: int = 0
+    chars_correct: int = 0
+    captchas_correct: int = 0
+    position_correct: list[int] = field(default_factory=list)
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.scored if self.scored else float("nan")
+
+    @property
+    def char_accuracy(self) -> float:
+        return self.chars_correct / self.chars_total if self.chars_total else float("nan")
+
+    @property
+    def captcha_accuracy(self) -> float:
+        return self.captchas_correct / self.scored if self.scored else float("nan")
+
+    @property
+    def position_accuracy(self) -> list[float]:
+        return [c / self.scored if self.scored else float("nan") for c in self.position_correct]
+
+    def add(self, labels: Iterable[str | None], predictions: Iterable[str]) -> None:
+        """Score predictions against labels by position; None labels are not scored."""
+        for label, predicted in zip(labels, predictions):
+            if label is None:
+                continue
+            hits = [a == b for a, b in zip(label, predicted)]
+            hits += [False] * (len(label) - len(hits))
+            if len(self.position_correct) < len(hits):
+                self.position_correct += [0] * (len(hits) - len(self.position_correct))
+            for i, hit in enumerate(hits):
+                self.position_correct[i] += hit
+            self.scored += 1
+            self.chars_total += len(label)
+            self.chars_correct += sum(hits)
+            self.captchas_correct += label == predicted
+
+    def as_dict(self) -> dict:
+        return {"images": self.images, "errors": self.errors, "scored": self.scored,
+                "loss": self.loss, "chars_correct": self.chars_correct,
+                "chars_total": self.chars_total, "char_accuracy": self.char_accuracy,
+                "captchas_correct": self.captchas_correct,
+                "captcha_accuracy": self.captcha_accuracy,
+                "position_accuracy": self.position_accuracy}
+
+
+def _autocast(device: torch.device):
+    # Mixed precision only where it pays: on CUDA. On CPU float32 is both faster and exact.
+    return torch.autocast(device_type=device.type, dtype=torch.float16,
+                          enabled=device.type == "cuda")
+
+
+def train_one_epoch(model: torch.nn.Module, loader: Iterable[dict], codec,
+                    optimizer: torch.optim.Optimizer, device: torch.device,
+                    progress: Callable = no_progress, desc: str = "train") -> float:
+    """One pass over `loader`; returns the mean batch loss (summed over positions)."""
+    model.train()
+    total, batches = 0.0, 0
+    for batch in progress(loader, desc=desc):
+        targets = batch["target"].to(device, non_blocking=True)
+        if not (targets != IGNORE).any():
+            continue
+        images = batch["image"].to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        loss = codec.loss(model(images), targets)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+        batches += 1
+    return total / batches if batches else float("nan")
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, loader: Iterable[dict], codec, device: torch.device,
+             on_batch: Callable[[dict, Decoded], None] | None = None,
+             progress: Callable = no_progress, desc: str = "evaluate") -> Metrics:
+    """Predict every batch and score it against the labels its targets encode."""
+    model.eval()
+    metrics = Metrics()
+    for batch in progress(loader, desc=desc):
+        images = batch["image"].to(device, non_blocking=True)
+        targets = batch["target"].to(device, non_blocking=True)
+        with _autocast(device):
+            logits = model(images)
+        decoded = codec.decode(logits)
+        ok = [not e for e in batch["error"]]
+        scored = (targets != IGNORE).all(1)
+        if scored.any():
+            loss = codec.loss(logits[scored], targets[scored]).item()
+            metrics.loss_sum += loss * int(scored.sum())
+        batch_labels = [codec.label_of(t) for t in batch["target"].tolist()]
+        metrics.add([lab if good else None for lab, good in zip(batch_labels, ok)],
+                    decoded.texts)
+        metrics.images += len(ok)
+        metrics.errors += ok.count(False)
+        if on_batch is not None:
+            on_batch(batch, decoded)
+    return metrics

@@ -1,0 +1,269 @@
+"""Synthetic captchas in the style of the seed post's (its real images are not available).
+
+    image = render_captcha("AB12", np.random.default_rng([seed, index]), height, width)
+    written = generate_folder("data/train", count=8000, seed=1, labels=cfg.labels,
+                              image=cfg.image, workers=-1)
+
+The look, as the post and its 2016 predecessor show it: white serif characters whose size and
+case shape vary from character to character (some lower-case or small-caps glyphs; the label
+stays upper case), slightly rotated, on a jittered baseline; dark specks and short strokes over
+and around them; text starting about a ninth of the width from the left and spanning about half
+of it; a busy, colourful background of photographic-looking blobs, gradients, shards and streaks.
+
+Everything is drawn by OpenCV (its Hershey vector fonts need no font files) from one numpy
+Generator per image, seeded by (seed, index): the bytes written depend on the seed and the index
+only, never on the number of workers or on the order in which they run.
+
+Variety is deliberate (several fonts, weights, sizes, slants, backgrounds, blur, JPEG artefacts):
+a model trained here must not learn one font or one background.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .config import ImageConfig, LabelConfig
+from .images import write_png
+from .runtime import resolve_workers
+
+# Serif faces dominate, as in the post; the others keep the model from tying itself to one.
+_FONTS = (cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_COMPLEX_SMALL,
+          cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_SIMPLEX)
+_FONT_WEIGHTS = np.array([0.35, 0.3, 0.1, 0.15, 0.1])
+
+# Layout, as fractions of the image: where the text starts and how wide it runs.
+_TEXT_LEFT = (0.085, 0.13)
+_TEXT_SPAN = (0.47, 0.6)
+_GLYPH_HEIGHT = (0.36, 0.52)        # cap height / image height
+_BASELINE = (0.70, 0.80)            # baseline / image height
+_BASELINE_JITTER = 0.07
+_MAX_ROTATION_DEG = 22.0
+# Lower-case shapes that would pass for another character of the alphabet (l for I or 1, o for
+# 0): drawn as small caps instead, so that no label is unreadable by construction.
+_NO_LOWER_CASE = frozenset("LO")
+
+
+def random_label(rng: np.random.Generator, labels: LabelConfig) -> str:
+    alphabet = labels.alphabet
+    return "".join(alphabet[i] for i in rng.integers(0, len(alphabet), labels.length))
+
+
+def render_captcha(text: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """One captcha showing `text`, as an RGB uint8 array of (height, width, 3)."""
+    image = _background(rng, height, width)
+    mask = _text_mask(text, rng, height, width)
+    image = _draw_text(image, mask, rng)
+    _scatter_clutter(image, rng, height, width)
+    return _degrade(image, rng)
+
+
+def generate_one(index: int, seed: int, labels: LabelConfig,
+                 image: ImageConfig) -> tuple[str, np.ndarray]:
+    rng = np.random.default_rng([seed, index])
+    text = random_label(rng, labels)
+    return text, render_captcha(text, rng, image.height, image.width)
+
+
+def file_name(text: str, index: int, count: int) -> str:
+    return f"{text}_{index:0{max(6, len(str(count - 1)))}d}.png"
+
+
+def generate_folder(output: str | Path, count: int, seed: int, labels: LabelConfig,
+                    image: ImageConfig, workers: int = -1) -> int:
+    """Write `count` captchas named LABEL_index.png into `output`; returns how many."""
+    from joblib import Parallel, delayed
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    workers = max(1, resolve_workers(workers))
+    chunks = _chunks(count, workers * 4)
+    if workers == 1:
+        done = [_write_range(str(output), lo, hi, count, seed, labels, image) for lo, hi in chunks]
+    else:
+        done = Parallel(n_jobs=workers)(
+            delayed(_write_range)(str(output), lo, hi, count, seed, labels, image)
+            for lo, hi in chunks)
+    return sum(done)
+
+
+def preview_grid(images: list[np.ndarray], texts: list[str], columns: int = 3) -> np.ndarray:
+    """The images tiled with their labels underneath, for documentation."""
+    h, w = images[0].shape[:2]
+    caption = max(14, h // 3)
+    cell_h, pad = h + caption, 6
+    rows = math.ceil(len(images) / columns)
+    grid = np.full((rows * (cell_h + pad) + pad, columns * (w + pad) + pad, 3), 255, np.uint8)
+    for k, (img, text) in enumerate(zip(images, texts)):
+        y, x = pad + (k // columns) * (cell_h + pad), pad + (k % columns) * (w + pad)
+        grid[y:y + h, x:x + w] = img
+        cv2.putText(grid, text, (x + 2, y + h + caption - 4), cv2.FONT_HERSHEY_SIMPLEX,
+                    caption / 30, (0, 0, 0), 1, cv2.LINE_AA)
+    return grid
+
+
+def _chunks(count: int, parts: int) -> list[tuple[int, int]]:
+    size = max(1, math.ceil(count / max(1, parts)))
+    return [(lo, min(count, lo + size)) for lo in range(0, count, size)]
+
+
+def _write_range(output: str, lo: int, hi: int, count: int, seed: int, labels: LabelConfig,
+                 image: ImageConfig) -> int:
+    cv2.setNumThreads(1)
+    for index in range(lo, hi):
+        text, pixels = generate_one(index, seed, labels, image)
+        write_png(os.path.join(output, file_name(text, index, count)), pixels)
+    return hi - lo
+
+
+def _random_colours(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n saturated colours in many hues (HSV drawn, RGB returned) as float32 in [0, 1]."""
+    if n == 0:
+        return np.zeros((0, 3), np.float32)
+    hsv = np.stack([rng.uniform(0, 180, n), rng.uniform(110, 255, n), rng.uniform(60, 240, n)], 1)
+    return cv2.cvtColor(hsv.astype(np.uint8)[None], cv2.COLOR_HSV2RGB)[0].astype(np.float32) / 255
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Busy colourful texture, float32 RGB in [0, 1]."""
+    # Photographic-looking blobs: smooth colour noise at two scales.
+    image = np.zeros((h, w, 3), np.float32)
+    for rows, cols, weight in ((rng.integers(2, 4), rng.integers(3, 9), 1.0),
+                               (rng.integers(3, 8), rng.integers(10, 32), rng.uniform(0.2, 0.8))):
+        cells = _random_colours(rng, rows * cols).reshape(rows, cols, 3)
+        image += weight * cv2.resize(cells, (w, h), interpolation=cv2.INTER_CUBIC)
+    image /= image.max() + 1e-6
+    # A gradient across the whole image.
+    a, b = _random_colours(rng, 2)
+    angle = rng.uniform(0, 2 * math.pi)
+    ramp = np.add.outer(np.sin(angle) * np.linspace(0, 1, h, dtype=np.float32),
+                        np.cos(angle) * np.linspace(0, 1, w, dtype=np.float32))
+    ramp = ((ramp - ramp.min()) / (np.ptp(ramp) + 1e-6))[..., None]
+    mix = rng.uniform(0.15, 0.6)
+    image = (1 - mix) * image + mix * (a * (1 - ramp) + b * ramp)
+    # Shards: translucent polygons.
+    layer = image.copy()
+    for colour in _random_colours(rng, int(rng.integers(2, 9))):
+        k = int(rng.integers(3, 6))
+        cx, cy = rng.uniform(-0.1 * w, 1.1 * w), rng.uniform(-0.2 * h, 1.2 * h)
+        r = rng.uniform(0.2, 1.0) * h
+        pts = np.stack([cx + rng.uniform(-2.5 * r, 2.5 * r, k), cy + rng.uniform(-r, r, k)], 1)
+        cv2.fillPoly(layer, [pts.astype(np.int32)], colour.tolist(), cv2.LINE_AA)
+    image = cv2.addWeighted(image, 1 - (alpha := rng.uniform(0.3, 0.8)), layer, alpha, 0)
+    # Streaks: long soft lines.
+    for colour in _random_colours(rng, int(rng.integers(0, 6))):
+        p1 = (int(rng.uniform(-0.2, 1.2) * w), int(rng.uniform(-0.5, 1.5) * h))
+        p2 = (int(rng.uniform(-0.2, 1.2) * w), int(rng.uniform(-0.5, 1.5) * h))
+        cv2.line(image, p1, p2, colour.tolist(), int(rng.integers(1, max(2, h // 8))), cv2.LINE_AA)
+    image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 1.5))
+    # Most backgrounds sit below the white text; some are bright enough to fight it.
+    level = rng.uniform(0.6, 0.78) if rng.random() < 0.12 else rng.uniform(0.25, 0.6)
+    image *= level / (image.mean() + 1e-6)
+    # ...but its highlights stay below the text's white, or the label would be unreadable.
+    return np.clip(image, 0, rng.uniform(0.75, 0.9))
+
+
+def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int]:
+    """One character as an (h, width) uint8 coverage mask, rotated, on its own jittered
+    baseline, cropped to its columns; returns the mask and its ink height."""
+    font = int(rng.choice(_FONTS, p=_FONT_WEIGHTS / _FONT_WEIGHTS.sum()))
+    if rng.random() < 0.3:
+        font |= cv2.FONT_ITALIC
+    glyph_h = rng.uniform(*_GLYPH_HEIGHT) * h
+    if char.isalpha():
+        shape = rng.random()
+        if shape < 0.25 and char not in _NO_LOWER_CASE:
+            char = char.lower()
+        elif shape < 0.4:
+            glyph_h *= rng.uniform(0.7, 0.85)     # small caps
+    thickness = max(1, int(round(h * rng.uniform(0.02, 0.052))))
+    scale = cv2.getFontScaleFromHeight(font & ~cv2.FONT_ITALIC, int(round(glyph_h)), thickness)
+    (tw, th), _ = cv2.getTextSize(char, font, scale, thickness)
+    pad = h   # room around the glyph, so rotation never cuts it
+    canvas = np.zeros((h + 2 * pad, tw + 2 * pad), np.uint8)
+    baseline = rng.uniform(*_BASELINE) * h + rng.uniform(-_BASELINE_JITTER, _BASELINE_JITTER) * h
+    cv2.putText(canvas, char, (pad, int(round(pad + baseline))), font, scale, 255, thickness,
+                cv2.LINE_AA)
+    centre = (pad + tw / 2, pad + baseline - th / 2)
+    rot = cv2.getRotationMatrix2D(centre, rng.uniform(-_MAX_ROTATION_DEG, _MAX_ROTATION_DEG), 1.0)
+    canvas = cv2.warpAffine(canvas, rot, (canvas.shape[1], canvas.shape[0]),
+                            flags=cv2.INTER_LINEAR)
+    rows = np.flatnonzero(canvas.max(1) > 40)
+    cols = np.flatnonzero(canvas.max(0) > 40)
+    if cols.size == 0:
+        return np.zeros((h, max(1, tw)), np.uint8), th
+    # Keep the whole glyph inside the image: a cut-off glyph can make its label unreadable.
+    top = int(np.clip(pad, rows[-1] - h + 2, rows[0] - 1))
+    return canvas[top:top + h, cols[0]:cols[-1] + 1], th
+
+
+def _text_mask(text: str, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Coverage of the whole text, float32 (h, w) in [0, 1]."""
+    glyphs = [_glyph(c, rng, h) for c in text]
+    gaps = [int(round(rng.uniform(-0.08, 0.3) * th)) for _, th in glyphs[:-1]] + [0]
+    natural = sum(g.shape[1] for g, _ in glyphs) + sum(gaps)
+    strip = np.zeros((h, max(1, natural + h)), np.uint8)
+    x = 0
+    for (g, _), gap in zip(glyphs, gaps):
+        region = strip[:, x:x + g.shape[1]]
+        np.maximum(region, g[:, :region.shape[1]], out=region)
+        x = max(0, x + g.shape[1] + gap)
+    strip = strip[:, :max(1, x)]
+    # Fit the post's layout: the text starts near the left and spans about half the width;
+    # the squeeze or stretch this needs is mild and adds variety of its own.
+    span = int(np.clip(strip.shape[1] * rng.uniform(0.85, 1.15),
+                       _TEXT_SPAN[0] * w, _TEXT_SPAN[1] * w))
+    left = int(rng.uniform(*_TEXT_LEFT) * w)
+    span = min(span, w - left - 1)
+    mask = np.zeros((h, w), np.float32)
+    mask[:, left:left + span] = cv2.resize(strip, (span, h), interpolation=cv2.INTER_AREA) / 255.0
+    return mask
+
+
+def _draw_text(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if rng.random() < 0.3:
+        # A dark rim or drop shadow under some texts, as anti-aliased captcha text often has.
+        shadow = cv2.GaussianBlur(mask, (0, 0), rng.uniform(0.6, 1.5))
+        shift = rng.integers(-1, 2, 2)
+        shadow = np.roll(shadow, tuple(shift), axis=(0, 1))[..., None]
+        image = image * (1 - rng.uniform(0.3, 0.8) * shadow)
+    colour = 1.0 - rng.uniform(0, 0.1, 3).astype(np.float32)
+    alpha = mask[..., None]
+    return image * (1 - alpha) + colour * alpha
+
+
+def _scatter_clutter(image: np.ndarray, rng: np.random.Generator, h: int, w: int) -> None:
+    """Dark specks and short strokes, mostly over the text band."""
+    def points(n: int, spread: float) -> np.ndarray:
+        near = rng.random(n) < 0.7
+        x = np.where(near, rng.normal(0.37 * w, spread * w, n), rng.uniform(0, w, n))
+        return np.stack([np.clip(x, 0, w - 1), rng.uniform(0, h, n)], 1).astype(int).tolist()
+
+    n = int(rng.integers(10, 70))
+    for (x, y), radius, dark in zip(points(n, 0.2), rng.integers(0, 2, n).tolist(),
+                                    rng.uniform(0, 0.35, (n, 3)).tolist()):
+        cv2.circle(image, (x, y), radius, dark, -1, cv2.LINE_AA)
+    n = int(rng.integers(1, 9))
+    lengths, angles = rng.uniform(0.08, 0.4, n) * h, rng.uniform(0, math.pi, n)
+    for (x, y), length, angle, width, dark in zip(
+            points(n, 0.15), lengths, angles, rng.integers(1, 3, n).tolist(),
+            rng.uniform(0, 0.35, (n, 3)).tolist()):
+        end = (int(x + length * math.cos(angle)), int(y + length * math.sin(angle)))
+        cv2.line(image, (x, y), end, dark, width, cv2.LINE_AA)
+
+
+def _degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if rng.random() < 0.4:
+        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 0.8))
+    image *= 255.0
+    if rng.random() < 0.6:
+        image += rng.uniform(1, 8) * rng.standard_normal(image.shape, dtype=np.float32)
+    out = np.clip(image, 0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        quality = int(rng.integers(40, 95))
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return out

@@ -1,0 +1,135 @@
+"""Labels: reading them from file names, and turning them into model targets and back.
+
+    codec = build_codec(cfg.labels)
+    label, why = parse_label("abcd_000123.png", cfg.labels)   # ("ABCD", "")
+    targets = codec.encode("ABCD")                             # LongTensor, codec.target_length
+    decoded = codec.decode(logits)                             # texts, confidences, probabilities
+    loss = codec.loss(logits, targets)
+
+Callers (training, `evaluate`, the batch runner) use only this interface, so a variable-length
+codec (CTC: `output_steps` time steps, a blank class, padded targets) can be added beside
+FixedLengthCodec without changing them. The model is told its output shape by the codec
+(`output_steps` x `output_classes`).
+
+Reserved index: IGNORE (-1) pads targets; a position holding it takes no part in the loss, which
+is how unlabelled images ride along in a batch.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .config import LabelConfig
+
+IGNORE = -1
+
+
+class LabelError(ValueError):
+    """A text that cannot be a label under the configured alphabet and length.
+
+    `kind` is a short fixed phrase ("wrong length", ...) for counting; the message has details.
+    """
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+
+
+def parse_label(filename: str, cfg: LabelConfig) -> tuple[str | None, str]:
+    """The label a file name carries and "", or None and the LabelError.kind saying why not.
+
+    `ABCD.png`, `ABCD_000123.png` and, with upper-case folding, `abcd.png` all give "ABCD".
+    Only the base name counts; the label is what precedes the first separator.
+    """
+    stem = os.path.splitext(os.path.basename(filename))[0]
+    if cfg.separator:
+        stem = stem.split(cfg.separator, 1)[0]
+    text = fold_case(stem, cfg.case)
+    try:
+        check_label(text, cfg)
+    except LabelError as exc:
+        return None, exc.kind
+    return text, ""
+
+
+def fold_case(text: str, case: str) -> str:
+    return text.upper() if case == "upper" else text.lower() if case == "lower" else text
+
+
+def check_label(text: str, cfg: LabelConfig) -> None:
+    if not text:
+        raise LabelError("no label", "the name is empty before the separator")
+    outside = sorted(set(text) - set(cfg.alphabet))
+    if outside:
+        raise LabelError("character outside the alphabet",
+                         f"{text!r} has {''.join(outside)!r}")
+    if len(text) != cfg.length:
+        raise LabelError("wrong length", f"{text!r} has {len(text)} characters, expected {cfg.length}")
+
+
+@dataclass
+class Decoded:
+    """A batch of predictions: texts, the probability that each whole text is right (product of
+    the per-position top probabilities), and those per-position probabilities."""
+    texts: list[str]
+    confidence: torch.Tensor        # (B,)
+    position_probs: torch.Tensor    # (B, positions)
+
+
+class FixedLengthCodec:
+    """Exactly `length` characters, one classifier per position (the seed's heads).
+
+    Class i at every position is alphabet[i]; there is no blank.
+    """
+
+    def __init__(self, cfg: LabelConfig):
+        self.cfg = cfg
+        self.alphabet = cfg.alphabet
+        self.index = {c: i for i, c in enumerate(cfg.alphabet)}
+
+    @property
+    def output_steps(self) -> int:
+        return self.cfg.length
+
+    @property
+    def output_classes(self) -> int:
+        return len(self.alphabet)
+
+    @property
+    def target_length(self) -> int:
+        return self.cfg.length
+
+    def encode(self, text: str | None) -> torch.Tensor:
+        """Targets for one label; None (unlabelled) gives IGNORE everywhere."""
+        if text is None:
+            return torch.full((self.target_length,), IGNORE, dtype=torch.long)
+        check_label(text, self.cfg)
+        return torch.tensor([self.index[c] for c in text], dtype=torch.long)
+
+    def label_of(self, targets: list[int]) -> str | None:
+        """The label that `encode` turned into `targets`; None for an unlabelled image."""
+        if IGNORE in targets:
+            return None
+        return "".join(self.alphabet[i] for i in targets)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy summed over positions, each averaged over the labelled images (the seed's
+        loss). logits: (B, steps, classes); targets: (B, length)."""
+        per_position = F.cross_entropy(logits.transpose(1, 2).float(), targets,
+                                       ignore_index=IGNORE, reduction="none")
+        labelled = (targets != IGNORE).sum(0).clamp(min=1)
+        return (per_position.sum(0) / labelled).sum()
+
+    def decode(self, logits: torch.Tensor) -> Decoded:
+        probs = logits.float().softmax(-1)
+        top, idx = probs.max(-1)
+        alphabet = self.alphabet
+        texts = ["".join(alphabet[i] for i in row) for row in idx.tolist()]
+        return Decoded(texts, top.prod(-1), top)
+
+
+def build_codec(cfg: LabelConfig) -> FixedLengthCodec:
+    return FixedLengthCodec(cfg)

@@ -1,0 +1,1 @@
+"""Thin entry points: parse arguments, build objects from core, run, print a short summary."""

@@ -1,0 +1,43 @@
+"""Write synthetic captchas in the seed post's style, named LABEL_index.png.
+
+    python -m jobs.generate --output data/train --count 8000 --seed 1
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+from core.generator import generate_folder, generate_one, preview_grid
+from core.images import write_png
+from jobs.common import add_config_arg, fail, job_config, setup_logging
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", required=True, help="folder to write into (created)")
+    parser.add_argument("--count", type=int, required=True, help="number of captchas")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the same seed gives the same files (default: 0)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes, -1: one per core (default: generate.workers)")
+    add_config_arg(parser)
+    parser.add_argument("--preview", default=None, metavar="PNG",
+                        help="also write a grid of the first 24 captchas to this PNG")
+    args = parser.parse_args(argv)
+    setup_logging()
+    if args.count < 1:
+        fail(f"--count must be at least 1, got {args.count}")
+    cfg = job_config(args, {"generate.workers": args.workers})
+    start = time.monotonic()
+    written = generate_folder(args.output, args.count, args.seed, cfg.labels, cfg.image,
+                              cfg.generate.workers)
+    seconds = time.monotonic() - start
+    if args.preview:
+        shown = [generate_one(i, args.seed, cfg.labels, cfg.image) for i in range(min(24, args.count))]
+        write_png(args.preview, preview_grid([s[1] for s in shown], [s[0] for s in shown]))
+    print(f"wrote {written} captchas to {args.output} in {seconds:.1f} s "
+          f"({written / seconds:.0f} images/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Train a captcha model on a folder of labelled images (the label is the file name).
+
+    python -m jobs.train --input data/train --output models/mine.pt --arch seed-gap \\
+        --epochs 30 --seed 0 --test data/test
+
+Prints one line per epoch in the seed post's table format (also written to MODEL.history.csv),
+keeps the epoch with the best validation captcha accuracy, and with --test ends with the post's
+test line. The checkpoint describes itself: architecture, alphabet, length, image size, summary.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from core.checkpoint import save_checkpoint
+from core.config import Config, dump_config
+from core.data import CaptchaDataset, Item, make_loader, scan_folder
+from core.engine import Metrics, evaluate
+from core.files import atomic_write, write_csv
+from core.labels import build_codec
+from core.models import ModelSpec, available_models, build_model, count_parameters
+from core.progress import progress
+from core.runtime import resolve_device
+from core.training import EPOCH_COLUMNS, EpochResult, fit, split_items
+from jobs.common import add_config_arg, add_runtime_args, fail, job_config, setup_logging
+
+log = logging.getLogger("train")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--input", required=True, help="folder of labelled images (recursive)")
+    p.add_argument("--output", required=True, help="checkpoint to write, e.g. models/mine.pt")
+    p.add_argument("--arch", default=None, choices=available_models(),
+                   help="network (default: model.arch)")
+    p.add_argument("--epochs", type=int, default=None, help="default: train.epochs")
+    p.add_argument("--seed", type=int, default=None, help="split/init/shuffle seed (default: train.seed)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: train.batch_size")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: train.lr)")
+    p.add_argument("--test", default=None, help="folder to test the best epoch on at the end")
+    add_config_arg(p)
+    add_runtime_args(p)
+    return p.parse_args(argv)
+
+
+def seed_row(e: EpochResult) -> str:
+    return (f"{e.epoch}\t{e.train_loss:.3f}\t{e.val_loss:.3f}\t"
+            f"{e.val_chars_correct} ({100 * e.val_char_accuracy:.2f} %)\t"
+            f"{e.val_captchas_correct} ({100 * e.val_captcha_accuracy:.2f} %)")
+
+
+def test_row(m: Metrics) -> str:
+    return (f"{m.loss:.3f}\t{m.chars_correct} ({100 * m.char_accuracy:.2f} %)\t"
+            f"{m.captchas_correct} ({100 * m.captcha_accuracy:.2f} %)")
+
+
+def labelled_items(folder: str, cfg: Config) -> list[Item]:
+    if not Path(folder).is_dir():
+        fail(f"input folder {folder} does not exist or is not a folder")
+    items = scan_folder(folder, cfg.labels)
+    labelled = [i for i in items if i.label is not None]
+    skipped = collections.Counter(i.unlabelled_why for i in items if i.label is None)
+    if skipped:
+        reasons = ", ".join(f"{n} {why}" for why, n in skipped.most_common())
+        print(f"skipped {sum(skipped.values())} of {len(items)} files in {folder} that carry no "
+              f"valid label: {reasons}")
+    if len(labelled) < 2:
+        fail(f"{folder} has {len(labelled)} labelled images; training needs at least 2")
+    return labelled
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    cfg = job_config(args, {"model.arch": args.arch, "train.epochs": args.epochs,
+                            "train.seed": args.seed, "train.batch_size": args.batch_size,
+                            "train.lr": args.lr, "runtime.device": args.device,
+                            "runtime.workers": args.workers})
+    try:
+        device = resolve_device(cfg.runtime.device)
+    except ValueError as exc:
+        fail(str(exc))
+    codec = build_codec(cfg.labels)
+    train_items, val_items = split_items(labelled_items(args.input, cfg),
+                                         cfg.train.val_fraction, cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model.arch, ModelSpec.from_config(cfg.image, codec)).to(device)
+    print(f"training {cfg.model.arch} ({count_parameters(model):,} parameters) on "
+          f"{len(train_items)} images, validating on {len(val_items)}, device {device}")
+
+    def loader(items: list[Item], folder: str, shuffle: bool, batch_size: int):
+        return make_loader(CaptchaDataset(folder, items, codec, cfg.image), batch_size,
+                           cfg.runtime.workers, device, shuffle=shuffle, seed=cfg.train.seed,
+                           persistent=True)
+
+    output = Path(args.output)
+    history_csv = output.with_suffix(".history.csv")
+    rows: list[list] = []
+
+    def on_epoch(e: EpochResult) -> None:
+        print(seed_row(e), flush=True)
+        rows.append(e.row())
+        write_csv(history_csv, EPOCH_COLUMNS, rows)
+
+    print("epoch\ttrain loss\tval loss\tchars ok (%)\tcaptchas ok (%)")
+    start = time.monotonic()
+    result = fit(model, loader(train_items, args.input, True, cfg.train.batch_size),
+                 loader(val_items, args.input, False, cfg.runtime.batch_size), codec, device,
+                 cfg.train.epochs, cfg.train.lr, on_epoch=on_epoch, progress=progress)
+    model.load_state_dict(result.best_state)
+    summary = {"trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+               "input": str(args.input), "train_images": len(train_items),
+               "val_images": len(val_items), "seed": cfg.train.seed,
+               "batch_size": cfg.train.batch_size, "lr": cfg.train.lr, "device": str(device),
+               "train_seconds": time.monotonic() - start, **result.summary()}
+    save = lambda: save_checkpoint(output, model, cfg.model.arch, cfg.labels, cfg.image, summary)
+    save()
+    with atomic_write(output.with_suffix(".config.yaml"), "w") as f:
+        f.write(dump_config(cfg))
+    print(f"best epoch {result.best_epoch}: {100 * result.best.val_captcha_accuracy:.2f} % of "
+          f"validation captchas; saved {output}")
+    if args.test:
+        if not Path(args.test).is_dir():
+            fail(f"test folder {args.test} does not exist or is not a folder")
+        test_items = scan_folder(args.test, cfg.labels)
+        metrics = evaluate(model, loader(test_items, args.test, False, cfg.runtime.batch_size),
+                           codec, device, progress=progress, desc="test")
+        summary["test"] = {"input": str(args.test), **metrics.as_dict()}
+        save()
+        print("loss\tchars ok (%)\tcaptchas ok (%)")
+        print(test_row(metrics))
+
+
+if __name__ == "__main__":
+    main()
