@@ -78,7 +78,7 @@ def _better(new: Metrics, old: EpochResult | None) -> bool:
 
 
 def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.device,
-        epochs: int, lr: float, on_epoch: Callable[[EpochResult], None] | None = None,
+        epochs: int, lr: float, on_epoch: Callable[[EpochResult, bool], None] | None = None,
         progress: Callable = no_progress) -> FitResult:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     result = FitResult()
@@ -94,11 +94,12 @@ def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.d
         row = EpochResult(epoch, train_loss, metrics.loss, metrics.chars_correct,
                           metrics.chars_total, metrics.char_accuracy, metrics.captchas_correct,
                           metrics.scored, metrics.captcha_accuracy, time.monotonic() - start)
-        if _better(metrics, best):
+        improved = _better(metrics, best)
+        if improved:
             best = row
             result.best_epoch = epoch
             result.best_state = copy.deepcopy(model.state_dict())
         result.history.append(row)
         if on_epoch is not None:
-            on_epoch(row)
+            on_epoch(row, improved)  # the model holds this epoch's weights during the call
     return result

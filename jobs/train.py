@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import datetime
 import logging
 import time
@@ -102,11 +103,21 @@ def main(argv: list[str] | None = None) -> None:
     output = Path(args.output)
     history_csv = output.with_suffix(".history.csv")
     rows: list[list] = []
+    summary = {"input": str(args.input), "train_images": len(train_items),
+               "val_images": len(val_items), "seed": cfg.train.seed,
+               "batch_size": cfg.train.batch_size, "lr": cfg.train.lr, "device": str(device)}
 
-    def on_epoch(e: EpochResult) -> None:
+    def save() -> None:
+        summary["saved_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        save_checkpoint(output, model, cfg.model.arch, cfg.labels, cfg.image, summary)
+
+    def on_epoch(e: EpochResult, improved: bool) -> None:
         print(seed_row(e), flush=True)
         rows.append(e.row())
         write_csv(history_csv, EPOCH_COLUMNS, rows)
+        if improved:  # a crash later still leaves the best model so far
+            summary.update(epochs=e.epoch, best_epoch=e.epoch, best=dataclasses.asdict(e))
+            save()
 
     print("epoch\ttrain loss\tval loss\tchars ok (%)\tcaptchas ok (%)")
     start = time.monotonic()
@@ -114,12 +125,7 @@ def main(argv: list[str] | None = None) -> None:
                  loader(val_items, args.input, False, cfg.runtime.batch_size), codec, device,
                  cfg.train.epochs, cfg.train.lr, on_epoch=on_epoch, progress=progress)
     model.load_state_dict(result.best_state)
-    summary = {"trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-               "input": str(args.input), "train_images": len(train_items),
-               "val_images": len(val_items), "seed": cfg.train.seed,
-               "batch_size": cfg.train.batch_size, "lr": cfg.train.lr, "device": str(device),
-               "train_seconds": time.monotonic() - start, **result.summary()}
-    save = lambda: save_checkpoint(output, model, cfg.model.arch, cfg.labels, cfg.image, summary)
+    summary.update(train_seconds=time.monotonic() - start, **result.summary())
     save()
     with atomic_write(output.with_suffix(".config.yaml"), "w") as f:
         f.write(dump_config(cfg))

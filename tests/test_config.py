@@ -1,0 +1,71 @@
+import dataclasses
+
+import pytest
+import yaml
+
+from core.config import DEFAULT_CONFIG_PATH, Config, ConfigError, dump_config, load_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_config_file_matches_defaults_and_names_every_setting():
+    # config.yaml documents every setting; its values are the defaults in core/config.py.
+    assert load_config(DEFAULT_CONFIG_PATH) == Config()
+    data = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    for section in dataclasses.fields(Config):
+        keys = {f.name for f in dataclasses.fields(getattr(Config(), section.name))}
+        assert set(data[section.name]) == keys
+
+
+def test_unknown_key_is_refused_naming_key_and_file(tmp_path):
+    path = write(tmp_path, "train:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml.*unknown key 'train\.epoch'"):
+        load_config(path)
+
+
+def test_unknown_section_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'trian'"):
+        load_config(write(tmp_path, "trian: {}\n"))
+
+
+def test_wrong_type_is_refused_naming_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"c\.yaml.*'train\.epochs' must be int, got str"):
+        load_config(write(tmp_path, "train:\n  epochs: ten\n"))
+
+
+def test_bool_is_not_accepted_as_a_number(tmp_path):
+    with pytest.raises(ConfigError, match="'labels.length' must be int, got bool"):
+        load_config(write(tmp_path, "labels:\n  length: true\n"))
+
+
+def test_int_is_accepted_for_a_float(tmp_path):
+    assert load_config(write(tmp_path, "train:\n  lr: 1\n")).train.lr == 1.0
+
+
+def test_command_line_overrides_file(tmp_path):
+    path = write(tmp_path, "train:\n  epochs: 3\n  seed: 5\n")
+    cfg = load_config(path, {"train.epochs": 7, "train.seed": None})
+    assert (cfg.train.epochs, cfg.train.seed) == (7, 5)
+
+
+def test_override_with_wrong_type_names_the_command_line():
+    with pytest.raises(ConfigError, match="command line.*'image.height'"):
+        load_config(None, {"image.height": "tall"})
+
+
+def test_bad_values_are_refused():
+    with pytest.raises(ConfigError, match="labels.alphabet"):
+        load_config(None, {"labels.alphabet": "AAB"})
+    with pytest.raises(ConfigError, match="labels.case"):
+        load_config(None, {"labels.alphabet": "abc"})  # upper folding can never give 'a'
+    with pytest.raises(ConfigError, match="runtime.device"):
+        load_config(None, {"runtime.device": "gpu"})
+
+
+def test_dumped_config_loads_back_equal(tmp_path):
+    cfg = load_config(None, {"labels.alphabet": "0123456789", "labels.length": 6})
+    assert load_config(write(tmp_path, dump_config(cfg))) == cfg

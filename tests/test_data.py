@@ -1,0 +1,33 @@
+import os
+
+from core.data import CaptchaDataset, list_files, scan_folder
+from core.labels import IGNORE, build_codec
+
+
+def test_list_files_is_recursive_sorted_and_files_only(tmp_path):
+    for rel in ("b.png", "a/z.png", "a/b/c.png", "A.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    (tmp_path / "empty_dir").mkdir()
+    os.symlink(tmp_path / "a", tmp_path / "link_to_dir")
+    assert list_files(tmp_path) == ["A.png", "a/b/c.png", "a/z.png", "b.png"]
+
+
+def test_dataset_yields_uint8_rgb_and_targets(captcha_dir, cfg):
+    items = scan_folder(captcha_dir, cfg.labels)
+    codec = build_codec(cfg.labels)
+    sample = CaptchaDataset(captcha_dir, items, codec, cfg.image)[0]
+    assert sample["image"].shape == (3, cfg.image.height, cfg.image.width)
+    assert sample["image"].dtype.is_floating_point is False
+    assert codec.label_of(sample["target"].tolist()) == items[0].label
+    assert sample["error"] == ""
+
+
+def test_unreadable_file_becomes_an_error_item_not_an_exception(tmp_path, cfg):
+    (tmp_path / "ABCD_1.png").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("hello")
+    items = scan_folder(tmp_path, cfg.labels)
+    dataset = CaptchaDataset(tmp_path, items, build_codec(cfg.labels), cfg.image)
+    assert [dataset[i]["error"] for i in range(2)] == ["empty file", "not an image"]
+    assert dataset[0]["target"].tolist() == [IGNORE] * cfg.labels.length
+    assert items[1].label is None and items[1].unlabelled_why == "wrong length"

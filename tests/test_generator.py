@@ -1,0 +1,53 @@
+import hashlib
+
+import numpy as np
+
+from core.config import ImageConfig, LabelConfig
+from core.generator import generate_folder, generate_one
+from core.images import read_image
+from core.labels import parse_label
+
+
+def digests(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+def test_same_seed_gives_same_bytes_whatever_the_workers(tmp_path, cfg):
+    one, two, again = tmp_path / "one", tmp_path / "two", tmp_path / "again"
+    assert generate_folder(one, 24, 5, cfg.labels, cfg.image, workers=1) == 24
+    generate_folder(two, 24, 5, cfg.labels, cfg.image, workers=2)
+    generate_folder(again, 24, 5, cfg.labels, cfg.image, workers=1)
+    assert digests(one) == digests(two) == digests(again)
+    assert len(digests(one)) == 24
+
+
+def test_different_seeds_and_indices_differ(cfg):
+    a = generate_one(0, 1, cfg.labels, cfg.image)[1]
+    assert not np.array_equal(a, generate_one(0, 2, cfg.labels, cfg.image)[1])
+    assert not np.array_equal(a, generate_one(1, 1, cfg.labels, cfg.image)[1])
+
+
+def test_files_are_named_by_their_label_and_read_back(captcha_dir, cfg):
+    files = sorted(captcha_dir.iterdir())
+    assert len(files) == 48
+    for path in files:
+        label, why = parse_label(path.name, cfg.labels)
+        assert label is not None, why
+        image, resized = read_image(str(path), cfg.image.height, cfg.image.width)
+        assert not resized and image.shape == (cfg.image.height, cfg.image.width, 3)
+
+
+def test_generator_follows_the_config():
+    labels, image = LabelConfig(alphabet="0123456789", length=6), ImageConfig(height=32, width=160)
+    text, pixels = generate_one(3, 0, labels, image)
+    assert len(text) == 6 and set(text) <= set("0123456789")
+    assert pixels.shape == (32, 160, 3)
+
+
+def test_text_is_brighter_than_its_background(cfg):
+    # White text: the brightest pixels sit in the text band the post describes (left half).
+    _, pixels = generate_one(7, 3, cfg.labels, cfg.image)
+    lum = pixels.mean(2)
+    cols = (lum > 215).sum(0).nonzero()[0]
+    assert cols.size > 0
+    assert cols.mean() < 0.75 * cfg.image.width

@@ -1,0 +1,79 @@
+"""The training job end to end, as a user runs it."""
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from core.checkpoint import load_checkpoint
+from core.data import CaptchaDataset, make_loader, scan_folder
+from core.labels import build_codec
+from tests.conftest import ROOT
+
+
+def run(*args, ok=True):
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    run("jobs.generate", "--output", str(tmp / "data"), "--count", "300", "--seed", "4")
+    run("jobs.generate", "--output", str(tmp / "test"), "--count", "40", "--seed", "5")
+    (tmp / "data" / "no_label_here.png").write_bytes((tmp / "test").iterdir().__next__().read_bytes())
+    model = tmp / "model.pt"
+    proc = run("jobs.train", "--input", str(tmp / "data"), "--output", str(model),
+               "--arch", "seed", "--epochs", "2", "--seed", "1", "--test", str(tmp / "test"),
+               "--workers", "0")
+    return tmp, model, proc.stdout
+
+
+def test_training_reports_the_skipped_file_and_the_seed_table(trained):
+    _, _, out = trained
+    assert "skipped 1 of 301 files" in out and "wrong length" in out
+    assert "training seed (162,252 parameters) on 270 images, validating on 30" in out
+    assert "epoch\ttrain loss\tval loss\tchars ok (%)\tcaptchas ok (%)" in out
+    assert "loss\tchars ok (%)\tcaptchas ok (%)" in out
+
+
+def test_training_loss_falls_and_history_is_written(trained):
+    _, model, _ = trained
+    with open(model.with_suffix(".history.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert float(rows[1]["train_loss"]) < float(rows[0]["train_loss"])
+
+
+def test_checkpoint_loads_without_flags_and_predicts(trained, cfg):
+    tmp, model, _ = trained
+    ckpt = load_checkpoint(model, labels=cfg.labels, image=cfg.image)
+    assert ckpt.arch == "seed" and ckpt.summary["epochs"] == 2
+    assert ckpt.summary["test"]["scored"] == 40
+    assert model.with_suffix(".config.yaml").exists()
+    codec = build_codec(ckpt.labels)
+    items = scan_folder(tmp / "test", ckpt.labels)
+    batch = next(iter(make_loader(CaptchaDataset(tmp / "test", items, codec, ckpt.image), 8, 0,
+                                  torch.device("cpu"))))
+    with torch.no_grad():
+        texts = codec.decode(ckpt.model(batch["image"])).texts
+    assert len(texts) == 8
+    assert all(len(t) == cfg.labels.length and set(t) <= set(cfg.labels.alphabet) for t in texts)
+
+
+def test_missing_input_folder_exits_2_with_one_line(tmp_path):
+    proc = run("jobs.train", "--input", str(tmp_path / "nope"), "--output", str(tmp_path / "m.pt"),
+               ok=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path):
+    (tmp_path / "c.yaml").write_text("train:\n  epochz: 1\n")
+    proc = run("jobs.train", "--input", str(tmp_path), "--output", str(tmp_path / "m.pt"),
+               "--config", str(tmp_path / "c.yaml"), ok=False)
+    assert proc.returncode == 2 and "unknown key 'train.epochz'" in proc.stderr
