@@ -8,7 +8,7 @@ from core.data import CaptchaDataset, make_loader, scan_folder
 from core.engine import Metrics, evaluate, train_one_epoch
 from core.labels import build_codec
 from core.models import ModelSpec, build_model
-from core.training import split_items
+from core.training import fit, split_items
 
 CPU = torch.device("cpu")
 
@@ -80,3 +80,25 @@ def test_train_one_epoch_learns(captcha_dir, cfg):
     for _ in range(60):
         last = train_one_epoch(model, loader, codec, optimizer, CPU)
     assert last < 0.5 * first
+
+
+def test_fit_reports_improvements_and_keeps_the_best_epochs_weights(captcha_dir, cfg):
+    codec = build_codec(cfg.labels)
+    items = scan_folder(captcha_dir, cfg.labels)
+    train, val = split_items(items, 0.25, seed=0)
+    loader = lambda its: make_loader(CaptchaDataset(captcha_dir, its, codec, cfg.image), 16, 0, CPU)
+    torch.manual_seed(0)
+    model = build_model("seed", ModelSpec.from_config(cfg.image, codec))
+    improved_at, saved = [], {}
+
+    def on_epoch(row, improved):
+        if improved:
+            improved_at.append(row.epoch)
+            saved[row.epoch] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    result = fit(model, loader(train), loader(val), codec, CPU, epochs=3, lr=1e-3,
+                 on_epoch=on_epoch)
+    assert improved_at[0] == 1 and result.best_epoch == improved_at[-1]
+    assert [r.epoch for r in result.history] == [1, 2, 3]
+    best = saved[result.best_epoch]
+    assert all(torch.equal(best[k], v) for k, v in result.best_state.items())
