@@ -21,6 +21,7 @@ import yaml
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 CASE_FOLDS = ("upper", "lower", "none")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class ConfigError(ValueError):
@@ -51,6 +52,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 32
     lr: float = 0.001
+    lr_schedule: str = "constant"
     val_fraction: float = 0.1
     seed: int = 0
 
@@ -177,6 +179,9 @@ def _check_values(cfg: Config) -> None:
             raise bad(key, f"must be at least 1, got {value}")
     if not 0.0 < cfg.train.val_fraction < 1.0:
         raise bad("train.val_fraction", f"must be between 0 and 1, got {cfg.train.val_fraction}")
+    if cfg.train.lr_schedule not in LR_SCHEDULES:
+        raise bad("train.lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}, "
+                                       f"got {cfg.train.lr_schedule!r}")
     if cfg.train.lr <= 0:
         raise bad("train.lr", f"must be positive, got {cfg.train.lr}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.runtime.device):

@@ -77,10 +77,21 @@ def _better(new: Metrics, old: EpochResult | None) -> bool:
     return new.loss < old.val_loss
 
 
+def _scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int):
+    """Per-epoch learning-rate schedule: None keeps the rate constant (the seed's)."""
+    if name == "constant":
+        return None
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    raise ValueError(f"unknown learning-rate schedule {name!r}; available: constant, cosine")
+
+
 def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.device,
-        epochs: int, lr: float, on_epoch: Callable[[EpochResult, bool], None] | None = None,
+        epochs: int, lr: float, lr_schedule: str = "constant",
+        on_epoch: Callable[[EpochResult, bool], None] | None = None,
         progress: Callable = no_progress) -> FitResult:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    scheduler = _scheduler(optimizer, lr_schedule, epochs)
     result = FitResult()
     best: EpochResult | None = None
     for epoch in range(1, epochs + 1):
@@ -89,6 +100,8 @@ def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.d
                                      desc=f"epoch {epoch}/{epochs}")
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"training loss is {train_loss} at epoch {epoch}")
+        if scheduler is not None:
+            scheduler.step()
         metrics = evaluate(model, val_loader, codec, device, progress=progress,
                            desc=f"validate {epoch}/{epochs}")
         row = EpochResult(epoch, train_loss, metrics.loss, metrics.chars_correct,

@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=None, help="split/init/shuffle seed (default: train.seed)")
     p.add_argument("--batch-size", type=int, default=None, help="default: train.batch_size")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: train.lr)")
+    p.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"),
+                   help="per-epoch learning-rate schedule (default: train.lr_schedule, constant)")
     p.add_argument("--test", default=None, help="folder to test the best epoch on at the end")
     add_config_arg(p)
     add_runtime_args(p)
@@ -81,12 +83,15 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     cfg = job_config(args, {"model.arch": args.arch, "train.epochs": args.epochs,
                             "train.seed": args.seed, "train.batch_size": args.batch_size,
-                            "train.lr": args.lr, "runtime.device": args.device,
+                            "train.lr": args.lr, "train.lr_schedule": args.lr_schedule,
+                            "runtime.device": args.device,
                             "runtime.workers": args.workers})
     try:
         device = resolve_device(cfg.runtime.device)
     except ValueError as exc:
         fail(str(exc))
+    if args.test and not Path(args.test).is_dir():  # found out now, not after hours of training
+        fail(f"test folder {args.test} does not exist or is not a folder")
     codec = build_codec(cfg.labels)
     train_items, val_items = split_items(labelled_items(args.input, cfg),
                                          cfg.train.val_fraction, cfg.train.seed)
@@ -105,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[list] = []
     summary = {"input": str(args.input), "train_images": len(train_items),
                "val_images": len(val_items), "seed": cfg.train.seed,
-               "batch_size": cfg.train.batch_size, "lr": cfg.train.lr, "device": str(device)}
+               "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
+               "lr_schedule": cfg.train.lr_schedule, "device": str(device)}
 
     def save() -> None:
         summary["saved_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
@@ -123,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     start = time.monotonic()
     result = fit(model, loader(train_items, args.input, True, cfg.train.batch_size),
                  loader(val_items, args.input, False, cfg.runtime.batch_size), codec, device,
-                 cfg.train.epochs, cfg.train.lr, on_epoch=on_epoch, progress=progress)
+                 cfg.train.epochs, cfg.train.lr, cfg.train.lr_schedule, on_epoch=on_epoch,
+                 progress=progress)
     model.load_state_dict(result.best_state)
     summary.update(train_seconds=time.monotonic() - start, **result.summary())
     save()
@@ -132,8 +139,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"best epoch {result.best_epoch}: {100 * result.best.val_captcha_accuracy:.2f} % of "
           f"validation captchas; saved {output}")
     if args.test:
-        if not Path(args.test).is_dir():
-            fail(f"test folder {args.test} does not exist or is not a folder")
         test_items = scan_folder(args.test, cfg.labels)
         metrics = evaluate(model, loader(test_items, args.test, False, cfg.runtime.batch_size),
                            codec, device, progress=progress, desc="test")

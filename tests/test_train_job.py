@@ -72,6 +72,14 @@ def test_missing_input_folder_exits_2_with_one_line(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and "does not exist" in proc.stderr
 
 
+def test_missing_test_folder_is_refused_before_training(trained, tmp_path):
+    tmp, _, _ = trained
+    proc = run("jobs.train", "--input", str(tmp / "data"), "--output", str(tmp_path / "m.pt"),
+               "--test", str(tmp_path / "nope"), ok=False)
+    assert proc.returncode == 2 and "test folder" in proc.stderr
+    assert "epoch\t" not in proc.stdout and not (tmp_path / "m.pt").exists()
+
+
 def test_bad_config_exits_2_naming_the_key(tmp_path):
     (tmp_path / "c.yaml").write_text("train:\n  epochz: 1\n")
     proc = run("jobs.train", "--input", str(tmp_path), "--output", str(tmp_path / "m.pt"),
