@@ -2,7 +2,10 @@
 
     with atomic_write(path) as f:          # binary; atomic_write(path, "w") for text
         f.write(data)
+    with atomic_csv(path, header) as writer:   # rows streamed in; visible only when complete
+        writer.writerow(row)
     write_csv(path, header, rows)
+    append_csv_row(path, header, row)          # e.g. a history that grows run by run
 
 The data goes to a temporary file beside the target, is flushed to disk, then renamed over it
 with os.replace, which is atomic on POSIX file systems.
@@ -34,8 +37,26 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator:
         raise
 
 
-def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+@contextlib.contextmanager
+def atomic_csv(path: str | Path, header: Sequence[str]) -> Iterator:
     with atomic_write(path, "w") as f:
         writer = csv.writer(f)
         writer.writerow(header)
+        yield writer
+
+
+def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    with atomic_csv(path, header) as writer:
         writer.writerows(rows)
+
+
+def append_csv_row(path: str | Path, header: Sequence[str], row: Sequence) -> None:
+    """Add one row to a CSV that may not exist yet, rewriting it atomically. Rows written under
+    an older header are kept, their missing columns left empty."""
+    path = Path(path)
+    old: list[dict] = []
+    if path.exists():
+        with open(path, newline="", encoding="utf-8") as f:
+            old = list(csv.DictReader(f))
+    rows = [[r.get(c, "") for c in header] for r in old] + [list(row)]
+    write_csv(path, header, rows)

@@ -25,6 +25,10 @@ _SIGNATURES = (
 )
 _JPEG_END = b"\xff\xd9"
 
+# A damaged file is reported once, in its row; OpenCV's own warnings about it would only
+# clutter the job's log (cron mails it).
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 
 class ImageError(ValueError):
     """An input file that cannot be decoded into an image; the message is the reason."""

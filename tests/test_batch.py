@@ -1,0 +1,173 @@
+"""The nightly runner end to end, as cron runs it: `python run_batch.py --input DIR ...`."""
+import csv
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import save_checkpoint
+from core.config import LabelConfig
+from core.labels import build_codec
+from core.models import ModelSpec, build_model
+from tests.conftest import ROOT
+
+
+def run_batch(*args):
+    return subprocess.run([sys.executable, str(ROOT / "run_batch.py"), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory, cfg):
+    """An untrained model: the bookkeeping is what is under test, not the accuracy."""
+    torch.manual_seed(0)
+    net = build_model("seed-gap", ModelSpec.from_config(cfg.image, build_codec(cfg.labels)))
+    path = tmp_path_factory.mktemp("model") / "m.pt"
+    save_checkpoint(path, net, "seed-gap", cfg.labels, cfg.image, {})
+    return path
+
+
+PLANTED = {  # relative path -> (status, error, labelled, resized)
+    "ZERO_1.png": ("error", "empty file", True, None),
+    "TRNC_2.png": ("error", "truncated or corrupt PNG", True, None),
+    "notes.png": ("error", "not an image", False, None),
+    "GRAY_3.png": ("ok", "", True, False),
+    "BIGG_4.png": ("ok", "", True, True),
+    "JPEG_5.jpg": ("ok", "", True, False),
+    "unlabelled picture.png": ("ok", "", False, False),
+    'AB,C"D.png': ("ok", "", False, False),
+    "nested/deeper/NEST_6.png": ("ok", "", True, False),
+}
+
+
+@pytest.fixture(scope="module")
+def input_dir(tmp_path_factory, captcha_dir):
+    d = tmp_path_factory.mktemp("nightly")
+    good = sorted(captcha_dir.iterdir())[:20]
+    for p in good:
+        shutil.copy(p, d / p.name)
+    sample = cv2.imread(str(good[0]))
+    (d / "ZERO_1.png").write_bytes(b"")
+    (d / "TRNC_2.png").write_bytes(good[1].read_bytes()[:600])
+    (d / "notes.png").write_text("not a picture, just text\n")
+    cv2.imwrite(str(d / "GRAY_3.png"), cv2.cvtColor(sample, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(d / "BIGG_4.png"), cv2.resize(sample, None, fx=2, fy=2))
+    cv2.imwrite(str(d / "JPEG_5.jpg"), sample)
+    shutil.copy(good[2], d / "unlabelled picture.png")
+    shutil.copy(good[3], d / 'AB,C"D.png')
+    (d / "nested" / "deeper").mkdir(parents=True)
+    shutil.copy(good[4], d / "nested/deeper/NEST_6.png")
+    return d, [p.name for p in good]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, input_dir, model):
+    root = tmp_path_factory.mktemp("runs")
+    proc = run_batch("--input", input_dir[0], "--output", root, "--model", model,
+                     "--run-id", "night1", "--workers", "2", "--batch-size", "8")
+    assert proc.returncode == 0, proc.stderr
+    return root, proc
+
+
+def test_every_file_has_exactly_one_row_in_input_order(first_run, input_dir):
+    root, _ = first_run
+    rows = read_csv(root / "night1" / "predictions.csv")
+    expected = sorted(input_dir[1] + list(PLANTED))
+    assert [r["path"] for r in rows] == expected
+
+
+def test_planted_files_get_the_right_status_and_reason(first_run):
+    root, _ = first_run
+    rows = {r["path"]: r for r in read_csv(root / "night1" / "predictions.csv")}
+    for path, (status, error, labelled, resized) in PLANTED.items():
+        row = rows[path]
+        assert (row["status"], row["error"]) == (status, error), path
+        assert bool(row["label"]) == labelled, path
+        if status == "ok":
+            assert len(row["prediction"]) == 4 and 0 < float(row["confidence"]) <= 1
+            assert row["resized"] == str(int(resized)), path
+            assert row["correct"] in (("0", "1") if labelled else ("",)), path
+        else:
+            assert row["prediction"] == row["correct"] == row["confidence"] == ""
+
+
+def test_summary_counts_match_the_inputs(first_run, input_dir):
+    root, proc = first_run
+    (s,) = read_csv(root / "night1" / "summary.csv")
+    n = len(input_dir[1]) + len(PLANTED)
+    assert int(s["images"]) == n
+    assert int(s["errors"]) == 3 and int(s["resized"]) == 1
+    assert int(s["unlabelled"]) == 3 and int(s["labelled"]) == n - 3
+    assert len(s["model_sha256"]) == 64 and s["device"] == "cpu"
+    assert f"{n} images" in proc.stdout and "night1" in proc.stdout
+
+
+def test_accuracies_recomputed_from_predictions_equal_the_summary(first_run):
+    root, _ = first_run
+    rows = [r for r in read_csv(root / "night1" / "predictions.csv") if r["correct"] != ""]
+    (s,) = read_csv(root / "night1" / "summary.csv")
+    chars = sum(a == b for r in rows for a, b in zip(r["label"], r["prediction"]))
+    assert float(s["captcha_accuracy"]) == pytest.approx(
+        sum(r["correct"] == "1" for r in rows) / len(rows), abs=1e-6)
+    assert float(s["char_accuracy"]) == pytest.approx(chars / (4 * len(rows)), abs=1e-6)
+    for i in range(4):
+        hits = sum(r["label"][i] == r["prediction"][i] for r in rows)
+        assert float(s[f"position{i + 1}_accuracy"]) == pytest.approx(hits / len(rows), abs=1e-6)
+    ok = [r for r in read_csv(root / "night1" / "predictions.csv") if r["status"] == "ok"]
+    assert float(s["mean_confidence"]) == pytest.approx(
+        np.mean([float(r["confidence"]) for r in ok]), abs=1e-5)
+
+
+def test_confusion_counts_every_misread_character(first_run):
+    root, _ = first_run
+    rows = [r for r in read_csv(root / "night1" / "predictions.csv") if r["correct"] != ""]
+    wrong = sum(a != b for r in rows for a, b in zip(r["label"], r["prediction"]))
+    confusion = read_csv(root / "night1" / "confusion.csv")
+    assert sum(int(c["count"]) for c in confusion) == wrong
+    counts = [int(c["count"]) for c in confusion]
+    assert counts == sorted(counts, reverse=True)
+
+
+def test_history_gains_a_row_per_run_and_latest_follows(first_run, input_dir, model):
+    root, _ = first_run
+    assert [r["run_id"] for r in read_csv(root / "history.csv")] == ["night1"]
+    proc = run_batch("--input", input_dir[0], "--output", root, "--model", model,
+                     "--run-id", "night2", "--workers", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["run_id"] for r in read_csv(root / "history.csv")] == ["night1", "night2"]
+    assert (root / "latest").resolve() == (root / "night2").resolve()
+    assert (root / "night2" / "config.yaml").exists()
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "mismatched", "unreadable", "rerun"])
+def test_unusable_inputs_exit_2_with_one_line(tmp_path, first_run, input_dir, model, cfg, case):
+    root, _ = first_run
+    folder, model_path, run_id = input_dir[0], model, "fresh"
+    if case == "missing":
+        folder = tmp_path / "nope"
+    elif case == "empty":
+        folder = tmp_path / "empty"
+        folder.mkdir()
+    elif case == "mismatched":
+        labels = LabelConfig(alphabet="0123456789", length=4)
+        net = build_model("seed-gap", ModelSpec.from_config(cfg.image, build_codec(labels)))
+        model_path = tmp_path / "digits.pt"
+        save_checkpoint(model_path, net, "seed-gap", labels, cfg.image, {})
+    elif case == "unreadable":
+        model_path = tmp_path / "broken.pt"
+        model_path.write_bytes(b"\x00" * 10)
+    elif case == "rerun":
+        run_id = "night1"
+    proc = run_batch("--input", folder, "--output", root, "--model", model_path, "--run-id", run_id)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
+    assert not (root / "fresh").exists()
