@@ -33,7 +33,7 @@ from .runtime import resolve_workers
 # Serif faces dominate, as in the post; the others keep the model from tying itself to one.
 _FONTS = (cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_COMPLEX_SMALL,
           cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_SIMPLEX)
-_FONT_WEIGHTS = np.array([0.35, 0.3, 0.1, 0.15, 0.1])
+_FONT_WEIGHTS = np.array([0.4, 0.3, 0.15, 0.1, 0.05])
 
 # Layout, as fractions of the image: where the text starts and how wide it runs.
 _TEXT_LEFT = (0.085, 0.13)
@@ -41,7 +41,7 @@ _TEXT_SPAN = (0.47, 0.6)
 _GLYPH_HEIGHT = (0.36, 0.52)        # cap height / image height
 _BASELINE = (0.70, 0.80)            # baseline / image height
 _BASELINE_JITTER = 0.07
-_MAX_ROTATION_DEG = 22.0
+_MAX_ROTATION_DEG = 12.0             # "slightly rotated"
 # Lower-case shapes that would pass for another character of the alphabet (l for I or 1, o for
 # 0): drawn as small caps instead, so that no label is unreadable by construction.
 _NO_LOWER_CASE = frozenset("LO")
@@ -170,7 +170,7 @@ def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int
     """One character as an (h, width) uint8 coverage mask, rotated, on its own jittered
     baseline, cropped to its columns; returns the mask and its ink height."""
     font = int(rng.choice(_FONTS, p=_FONT_WEIGHTS / _FONT_WEIGHTS.sum()))
-    if rng.random() < 0.3:
+    if rng.random() < 0.25:
         font |= cv2.FONT_ITALIC
     glyph_h = rng.uniform(*_GLYPH_HEIGHT) * h
     if char.isalpha():

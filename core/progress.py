@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def progress(iterable: Iterable[T], desc: str = "", total: int | None = None,
-             every_seconds: float = 10.0, stream=None) -> Iterator[T]:
+             every_seconds: float = 5.0, stream=None) -> Iterator[T]:
     stream = stream or sys.stderr
     if total is None:
         try:
