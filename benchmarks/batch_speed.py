@@ -90,8 +90,10 @@ def main() -> None:
     parser.add_argument("--model", default="models/default.pt")
     parser.add_argument("--limit", type=int, default=5000)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="DataLoader workers for the runner (default: runtime.workers)")
     args = parser.parse_args()
-    cfg = load_config(overrides={"runtime.device": args.device})
+    cfg = load_config(overrides={"runtime.device": args.device, "runtime.workers": args.workers})
     device = resolve_device(cfg.runtime.device)
     ckpt = load_checkpoint(args.model, labels=cfg.labels, image=cfg.image, device=device)
     codec = build_codec(ckpt.labels)

@@ -201,25 +201,35 @@ def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int
 
 
 def _text_mask(text: str, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """Coverage of the whole text, float32 (h, w) in [0, 1]."""
+    """Coverage of the whole text, float32 (h, w) in [0, 1].
+
+    The post's layout (text from near the left edge over about half the width) is reached by
+    letter spacing, never by stretching: a glyph's width-to-height ratio is what tells 0 from O,
+    so it must survive.
+    """
     glyphs = [_glyph(c, rng, h) for c in text]
-    gaps = [int(round(rng.uniform(-0.08, 0.3) * th)) for _, th in glyphs[:-1]] + [0]
-    natural = sum(g.shape[1] for g, _ in glyphs) + sum(gaps)
-    strip = np.zeros((h, max(1, natural + h)), np.uint8)
-    x = 0
-    for (g, _), gap in zip(glyphs, gaps):
-        region = strip[:, x:x + g.shape[1]]
-        np.maximum(region, g[:, :region.shape[1]], out=region)
-        x = max(0, x + g.shape[1] + gap)
-    strip = strip[:, :max(1, x)]
-    # Fit the post's layout: the text starts near the left and spans about half the width;
-    # the squeeze or stretch this needs is mild and adds variety of its own.
-    span = int(np.clip(strip.shape[1] * rng.uniform(0.85, 1.15),
-                       _TEXT_SPAN[0] * w, _TEXT_SPAN[1] * w))
+    widths = [g.shape[1] for g, _ in glyphs]
     left = int(rng.uniform(*_TEXT_LEFT) * w)
-    span = min(span, w - left - 1)
+    target = rng.uniform(*_TEXT_SPAN) * w
+    # Spacing that brings the text to the target span, within sensible limits per gap.
+    gap = (target - sum(widths)) / max(1, len(glyphs) - 1)
+    gaps = [int(round(np.clip(gap + rng.uniform(-0.1, 0.1) * th, -0.08 * th, 0.6 * th)))
+            for _, th in glyphs[:-1]] + [0]
+    strip = np.zeros((h, max(1, sum(widths) + sum(max(0, g) for g in gaps))), np.uint8)
+    x = 0
+    for (g, _), gap_px in zip(glyphs, gaps):
+        np.maximum(strip[:, x:x + g.shape[1]], g, out=strip[:, x:x + g.shape[1]])
+        x = max(0, x + g.shape[1] + gap_px)
+    strip = strip[:, :max(1, x)]
+    room = w - left - 1
+    if strip.shape[1] > room:  # too wide for the image: shrink evenly, keeping the aspect
+        scale = room / strip.shape[1]
+        small = cv2.resize(strip, (room, max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
+        strip = np.zeros((h, room), np.uint8)
+        top = (h - small.shape[0]) // 2
+        strip[top:top + small.shape[0]] = small
     mask = np.zeros((h, w), np.float32)
-    mask[:, left:left + span] = cv2.resize(strip, (span, h), interpolation=cv2.INTER_AREA) / 255.0
+    mask[:, left:left + strip.shape[1]] = strip / 255.0
     return mask
 
 
