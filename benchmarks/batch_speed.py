@@ -32,7 +32,9 @@ from core.checkpoint import load_checkpoint  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.data import CaptchaDataset, make_loader, scan_folder  # noqa: E402
 from core.labels import build_codec  # noqa: E402
-from core.runtime import available_cores, resolve_device, resolve_workers  # noqa: E402
+from core.models import for_inference  # noqa: E402
+from core.runtime import (available_cores, resolve_batch_size, resolve_device,  # noqa: E402
+                          resolve_workers, share_cores)
 
 
 class SeedModel2(torch.nn.Module):
@@ -107,10 +109,14 @@ def main() -> None:
         for p in src:
             shutil.copy(p, data / p.name)
         n = len(src)
-        print(f"machine: {platform.machine()}, {available_cores()} cores, device {device}, "
-              f"torch {torch.__version__}, {n} images, workers {resolve_workers(cfg.runtime.workers)}")
-
+        seed_threads = torch.get_num_threads()
         seed = seed_pipeline(data, codec.output_classes, codec.output_steps)
+
+        threads = share_cores(device, cfg.runtime.workers)  # as jobs/batch.py does
+        print(f"machine: {platform.machine()}, {available_cores()} cores, device {device}, "
+              f"torch {torch.__version__}, {n} images; seed pipeline: {seed_threads} torch "
+              f"threads; runner: {resolve_workers(cfg.runtime.workers, device)} workers, "
+              f"{threads} torch threads, batch {resolve_batch_size(cfg.runtime.batch_size, device)}")
 
         start = time.monotonic()
         run_batch(data, work / "runs" / "bench", ckpt, cfg, device)
@@ -123,10 +129,11 @@ def main() -> None:
         batches = [b["image"] for b in loader]
         decode = n / (time.monotonic() - start)
 
+        model = for_inference(ckpt.model)
         start = time.monotonic()
         with torch.inference_mode():
             for images in batches:
-                ckpt.model(images.to(device, non_blocking=True))
+                model(images.to(device, non_blocking=True))
             if device.type == "cuda":
                 torch.cuda.synchronize()
         model_only = n / (time.monotonic() - start)

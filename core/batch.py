@@ -28,6 +28,7 @@ from .data import CaptchaDataset, Item, make_loader, scan_folder
 from .engine import evaluate
 from .files import append_csv_row, atomic_csv, atomic_write, write_csv
 from .labels import Decoded, build_codec
+from .models import for_inference
 from .progress import no_progress
 
 HISTORY = "history.csv"
@@ -114,7 +115,7 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
                                  _fmt(confidence[j]), "ok", "", int(resized)]
                                 + [_fmt(p) for p in probs[j]])
 
-        metrics = evaluate(ckpt.model, loader, codec, device, on_batch=on_batch,
+        metrics = evaluate(for_inference(ckpt.model), loader, codec, device, on_batch=on_batch,
                            progress=progress, desc="predict")
 
     write_csv(run_dir / "confusion.csv", ["expected", "predicted", "count"],

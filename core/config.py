@@ -60,7 +60,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class RuntimeConfig:
     device: str = "auto"
-    batch_size: int = 256
+    batch_size: int = -1
     workers: int = -1
 
 
@@ -173,10 +173,12 @@ def _check_values(cfg: Config) -> None:
         raise bad("labels.separator", "must not contain alphabet characters")
     for key, value in (("labels.length", cfg.labels.length), ("image.height", cfg.image.height),
                        ("image.width", cfg.image.width), ("train.epochs", cfg.train.epochs),
-                       ("train.batch_size", cfg.train.batch_size),
-                       ("runtime.batch_size", cfg.runtime.batch_size)):
+                       ("train.batch_size", cfg.train.batch_size)):
         if value < 1:
             raise bad(key, f"must be at least 1, got {value}")
+    if cfg.runtime.batch_size == 0 or cfg.runtime.batch_size < -1:
+        raise bad("runtime.batch_size", f"must be -1 (per device) or at least 1, "
+                                        f"got {cfg.runtime.batch_size}")
     if not 0.0 < cfg.train.val_fraction < 1.0:
         raise bad("train.val_fraction", f"must be between 0 and 1, got {cfg.train.val_fraction}")
     if cfg.train.lr_schedule not in LR_SCHEDULES:

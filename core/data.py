@@ -16,12 +16,12 @@ from pathlib import Path
 
 import cv2
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from .config import ImageConfig, LabelConfig
 from .images import ImageError, read_image
 from .labels import parse_label
-from .runtime import resolve_workers
+from .runtime import resolve_batch_size, resolve_workers
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,14 @@ class CaptchaDataset(Dataset):
                 "resized": resized}
 
 
+def collate(samples: list[dict]) -> dict:
+    """default_collate, except that images are stacked channels-last: (B, 3, H, W) in shape,
+    (B, H, W, 3) in memory, as decoded, so neither the workers nor the model transpose them."""
+    batch = default_collate([{k: v for k, v in s.items() if k != "image"} for s in samples])
+    batch["image"] = torch.stack([s["image"].permute(1, 2, 0) for s in samples]).permute(0, 3, 1, 2)
+    return batch
+
+
 def _init_worker(_worker_id: int) -> None:
     # Each worker decodes one image at a time; library thread pools would only fight each other
     # and the main process for the few cores there are.
@@ -86,9 +94,11 @@ def _init_worker(_worker_id: int) -> None:
 
 def make_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device,
                 shuffle: bool = False, seed: int = 0, persistent: bool = False) -> DataLoader:
-    workers = resolve_workers(workers)
+    workers = resolve_workers(workers, device)
+    batch_size = resolve_batch_size(batch_size, device)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                      collate_fn=collate,
                       pin_memory=device.type == "cuda", worker_init_fn=_init_worker,
                       generator=generator, persistent_workers=persistent and workers > 0,
                       prefetch_factor=4 if workers > 0 else None)

@@ -1,7 +1,9 @@
 """Where work runs: the torch device and the number of worker processes.
 
     device = resolve_device(cfg.runtime.device)      # "auto" -> cuda when present, else cpu
-    workers = resolve_workers(cfg.runtime.workers)   # -1 -> one per available core
+    workers = resolve_workers(cfg.runtime.workers, device)  # -1 -> what suits the device
+    share_cores(device, cfg.runtime.workers)          # CPU: torch threads on the cores left
+    batch = resolve_batch_size(cfg.runtime.batch_size, device)  # -1 -> what suits the device
 """
 from __future__ import annotations
 
@@ -26,5 +28,38 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_workers(workers: int) -> int:
-    return available_cores() if workers < 0 else workers
+def resolve_workers(workers: int, device: torch.device | None = None) -> int:
+    """-1: every core decodes, except where a CPU model needs cores too: then half of them
+    (at least one) decode and the other half run the model (see share_cores)."""
+    if workers >= 0:
+        return workers
+    cores = available_cores()
+    if device is not None and device.type == "cpu":
+        return max(1, cores // 2)
+    return cores
+
+
+def share_cores(device: torch.device, workers: int) -> int:
+    """Give a CPU model the cores the decoding workers leave free; returns its thread count.
+
+    Without this, torch's threads (one per core) and the DataLoader workers fight over the same
+    cores: on the 2-core reference box, run_batch read 1,170 images/s with 2 torch threads and
+    2 workers, 1,600 with 1 thread and 2 workers (docs/performance.md)."""
+    if device.type != "cpu":
+        return torch.get_num_threads()
+    threads = max(1, available_cores() - resolve_workers(workers, device))
+    torch.set_num_threads(threads)
+    return threads
+
+
+# Inference batch sizes for runtime.batch_size -1. On CPU, small batches keep a batch's
+# activations inside the caches: seed-gap runs about 3,900 images/s at batch 32 but about 1,850
+# at batch 256, whose first-layer activations alone are over 100 MB (2-core AVX-512 Xeon,
+# torch 2.13; see docs/performance.md). GPUs need large batches to be kept busy.
+AUTO_BATCH_SIZE = {"cpu": 32, "cuda": 256}
+
+
+def resolve_batch_size(batch_size: int, device: torch.device) -> int:
+    if batch_size > 0:
+        return batch_size
+    return AUTO_BATCH_SIZE.get(device.type, AUTO_BATCH_SIZE["cpu"])

@@ -16,8 +16,8 @@ from pathlib import Path
 from core.batch import InputError, append_history, new_run_id, point_latest, run_batch
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.progress import progress
-from core.runtime import resolve_device
-from jobs.common import add_config_arg, add_runtime_args, fail, job_config, setup_logging
+from jobs.common import (add_config_arg, add_runtime_args, fail, job_config, job_device,
+                         setup_logging)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "models" / "default.pt"
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = job_config(args, {"runtime.batch_size": args.batch_size,
                             "runtime.device": args.device, "runtime.workers": args.workers})
     input_dir, root = Path(args.input), Path(args.output)
+    device = job_device(cfg)
     try:
-        device = resolve_device(cfg.runtime.device)
         ckpt = load_checkpoint(args.model, labels=cfg.labels, image=cfg.image, device=device)
     except (ValueError, CheckpointError) as exc:
         fail(str(exc))

@@ -7,7 +7,10 @@ import logging
 import sys
 from typing import Any, NoReturn
 
+import torch
+
 from core.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from core.runtime import resolve_device, share_cores
 
 EXIT_USAGE = 2
 
@@ -22,7 +25,8 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None,
                         help="auto, cpu, cuda or cuda:N (default: runtime.device, auto)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="data-loading processes, -1: one per core (default: runtime.workers)")
+                        help="data-loading processes; -1: all cores with CUDA, half of them on "
+                             "CPU (default: runtime.workers)")
 
 
 def fail(message: str) -> NoReturn:
@@ -39,6 +43,17 @@ def job_config(args: argparse.Namespace, overrides: dict[str, Any]) -> Config:
         return load_config(path, overrides)
     except ConfigError as exc:
         fail(str(exc))
+
+
+def job_device(cfg: Config) -> torch.device:
+    """The device the settings ask for (exit 2 if it is not there); on CPU, torch's threads get
+    the cores the decoding workers leave free."""
+    try:
+        device = resolve_device(cfg.runtime.device)
+    except ValueError as exc:
+        fail(str(exc))
+    share_cores(device, cfg.runtime.workers)
+    return device
 
 
 def setup_logging(quiet: bool = False) -> None:

@@ -27,9 +27,9 @@ from core.files import atomic_write, write_csv
 from core.labels import build_codec
 from core.models import ModelSpec, available_models, build_model, count_parameters
 from core.progress import progress
-from core.runtime import resolve_device
 from core.training import EPOCH_COLUMNS, EpochResult, fit, split_items
-from jobs.common import add_config_arg, add_runtime_args, fail, job_config, setup_logging
+from jobs.common import (add_config_arg, add_runtime_args, fail, job_config, job_device,
+                         setup_logging)
 
 log = logging.getLogger("train")
 
@@ -86,10 +86,7 @@ def main(argv: list[str] | None = None) -> None:
                             "train.lr": args.lr, "train.lr_schedule": args.lr_schedule,
                             "runtime.device": args.device,
                             "runtime.workers": args.workers})
-    try:
-        device = resolve_device(cfg.runtime.device)
-    except ValueError as exc:
-        fail(str(exc))
+    device = job_device(cfg)
     if args.test and not Path(args.test).is_dir():  # found out now, not after hours of training
         fail(f"test folder {args.test} does not exist or is not a folder")
     codec = build_codec(cfg.labels)

@@ -1,9 +1,11 @@
 import dataclasses
 
 import pytest
+import torch
 import yaml
 
 from core.config import DEFAULT_CONFIG_PATH, Config, ConfigError, dump_config, load_config
+from core.runtime import AUTO_BATCH_SIZE, resolve_batch_size
 
 
 def write(tmp_path, text):
@@ -64,8 +66,33 @@ def test_bad_values_are_refused():
         load_config(None, {"labels.alphabet": "abc"})  # upper folding can never give 'a'
     with pytest.raises(ConfigError, match="runtime.device"):
         load_config(None, {"runtime.device": "gpu"})
+    for size in (0, -2):
+        with pytest.raises(ConfigError, match="runtime.batch_size"):
+            load_config(None, {"runtime.batch_size": size})
+
+
+def test_batch_size_minus_one_picks_per_device_and_a_number_wins():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_batch_size(-1, cpu) == AUTO_BATCH_SIZE["cpu"]
+    assert resolve_batch_size(-1, cuda) == AUTO_BATCH_SIZE["cuda"]
+    assert resolve_batch_size(7, cuda) == 7
 
 
 def test_dumped_config_loads_back_equal(tmp_path):
     cfg = load_config(None, {"labels.alphabet": "0123456789", "labels.length": 6})
     assert load_config(write(tmp_path, dump_config(cfg))) == cfg
+
+
+def test_cpu_workers_leave_cores_for_the_model(monkeypatch):
+    import core.runtime as runtime
+    monkeypatch.setattr(runtime, "available_cores", lambda: 8)
+    cpu = torch.device("cpu")
+    assert runtime.resolve_workers(-1, cpu) == 4
+    assert runtime.resolve_workers(-1, torch.device("cuda")) == 8
+    assert runtime.resolve_workers(3, cpu) == 3
+    before = torch.get_num_threads()
+    try:
+        assert runtime.share_cores(cpu, 6) == 2 and torch.get_num_threads() == 2
+        assert runtime.share_cores(cpu, 8) == 1
+    finally:
+        torch.set_num_threads(before)

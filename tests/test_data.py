@@ -1,6 +1,8 @@
 import os
 
-from core.data import CaptchaDataset, list_files, scan_folder
+import torch
+
+from core.data import CaptchaDataset, list_files, make_loader, scan_folder
 from core.labels import IGNORE, build_codec
 
 
@@ -31,3 +33,15 @@ def test_unreadable_file_becomes_an_error_item_not_an_exception(tmp_path, cfg):
     assert [dataset[i]["error"] for i in range(2)] == ["empty file", "not an image"]
     assert dataset[0]["target"].tolist() == [IGNORE] * cfg.labels.length
     assert items[1].label is None and items[1].unlabelled_why == "wrong length"
+
+
+def test_loader_batches_are_channels_last_and_equal_the_samples(captcha_dir, cfg):
+    items = scan_folder(captcha_dir, cfg.labels)
+    dataset = CaptchaDataset(captcha_dir, items, build_codec(cfg.labels), cfg.image)
+    batch = next(iter(make_loader(dataset, batch_size=5, workers=0, device=torch.device("cpu"))))
+    assert batch["image"].shape == (5, 3, cfg.image.height, cfg.image.width)
+    assert batch["image"].is_contiguous(memory_format=torch.channels_last)
+    for i in range(5):
+        assert torch.equal(batch["image"][i], dataset[i]["image"])
+        assert torch.equal(batch["target"][i], dataset[i]["target"])
+    assert batch["index"].tolist() == list(range(5))

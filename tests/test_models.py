@@ -3,7 +3,8 @@ import torch
 
 from core.config import ImageConfig, LabelConfig
 from core.labels import build_codec
-from core.models import ModelSpec, available_models, build_model, count_parameters
+from core.models import (MaxPool2x2, ModelSpec, available_models, build_model, count_parameters,
+                         for_inference)
 
 
 def spec_for(labels=LabelConfig(), image=ImageConfig()):
@@ -15,7 +16,7 @@ def test_parameter_counts_match_the_seed_post(arch, params):
     assert count_parameters(build_model(arch, spec_for())) == params
 
 
-@pytest.mark.parametrize("arch", ["seed", "seed-gap"])
+@pytest.mark.parametrize("arch", ["seed", "seed-gap", "seed-pos"])
 def test_output_shape_follows_alphabet_length_and_size(arch):
     labels = LabelConfig(alphabet="0123456789", length=6, case="none")
     image = ImageConfig(height=64, width=200)
@@ -37,6 +38,45 @@ def test_too_small_input_is_refused_clearly():
 
 
 def test_unknown_architecture_lists_the_available_ones():
-    with pytest.raises(ValueError, match="available: seed, seed-gap"):
+    with pytest.raises(ValueError, match="available: seed, seed-gap, seed-pos"):
         build_model("resnet", spec_for())
-    assert {"seed", "seed-gap"} <= set(available_models())
+    assert {"seed", "seed-gap", "seed-pos"} <= set(available_models())
+
+
+def test_seed_pos_heads_see_columns_not_one_global_average():
+    # Each head reads 2 columns per output position of the 128-channel map, not one average.
+    model = build_model("seed-pos", spec_for())
+    assert model.heads[0].in_features == 2 * 4 * 128
+
+
+def test_for_inference_folds_batchnorm_without_changing_outputs():
+    torch.manual_seed(0)
+    model = build_model("seed-pos", spec_for())
+    for module in model.modules():  # trained-looking statistics, not the identity defaults
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.5, 0.5)
+    model.eval()
+    folded = for_inference(model)
+    x = torch.randint(0, 256, (3, 3, 46, 284), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # original kept
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 46, 284), (3, 16, 23, 71), (1, 4, 5, 5)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_maxpool2x2_equals_torch_maxpool(shape, channels_last):
+    x = torch.randn(shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(MaxPool2x2()(x), torch.nn.MaxPool2d(2, 2)(x))
+
+
+def test_maxpool2x2_passes_gradient_to_the_maxima_only():
+    x = torch.tensor([[[[1.0, 5.0], [3.0, 2.0]]]], requires_grad=True)
+    MaxPool2x2()(x).sum().backward()
+    assert x.grad.tolist() == [[[[0.0, 1.0], [0.0, 0.0]]]]
