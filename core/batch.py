@@ -14,9 +14,13 @@ Rows are streamed as batches arrive; nothing grows with the number of images but
 from __future__ import annotations
 
 import collections
+import csv
 import datetime
+import logging
+import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +36,7 @@ from .models import for_inference
 from .progress import no_progress
 
 HISTORY = "history.csv"
+log = logging.getLogger(__name__)
 LATEST = "latest"
 
 
@@ -82,13 +87,17 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
     """Predict every file under input_dir into run_dir; returns the summary row as a dict."""
     started, clock = utc_now(), time.monotonic()
     items = list_inputs(input_dir, cfg)
-    run_dir.mkdir(parents=True, exist_ok=False)
+    run_dir.mkdir(parents=True, exist_ok=True)  # the job makes it, unique, under the lock
     with atomic_write(run_dir / "config.yaml", "w") as f:
         f.write(dump_config(cfg))
     codec = build_codec(ckpt.labels)
     length = ckpt.labels.length
     loader = make_loader(CaptchaDataset(input_dir, items, codec, ckpt.image),
                          cfg.runtime.batch_size, cfg.runtime.workers, device)
+    log.info("run %s: %d files under %s; model %s (%s, sha256 %s); device %s, batch %d, "
+             "%d workers, %d torch threads", run_dir.name, len(items), input_dir, ckpt.path,
+             ckpt.arch, ckpt.sha256, device, loader.batch_size, loader.num_workers,
+             torch.get_num_threads())
     confusion: collections.Counter = collections.Counter()
     totals = {"resized": 0, "confidence": 0.0}
 
@@ -139,6 +148,54 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
     write_csv(run_dir / "summary.csv", summary_columns(length),
               [[summary[c] for c in summary_columns(length)]])
     return summary
+
+
+def last_completed_run(root: Path) -> dict | None:
+    """The last summary row in ROOT/history.csv, or None before the first completed run."""
+    path = root / HISTORY
+    if not path.exists():
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return rows[-1] if rows else None
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Quality alerts; None leaves a check off."""
+    min_accuracy: float | None = None    # captcha accuracy, fraction 0-1
+    max_drop: float | None = None        # percentage points below the previous completed run
+    max_error_rate: float | None = None  # unreadable files / all files, fraction 0-1
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def quality_alerts(summary: dict, previous: dict | None, limits: Thresholds) -> list[str]:
+    """What is wrong with a finished run, one line each; empty when all is well. A run without
+    scored images (nothing labelled) cannot breach an accuracy threshold."""
+    alerts = []
+    accuracy = _number(summary["captcha_accuracy"])
+    if limits.min_accuracy is not None and accuracy < limits.min_accuracy:
+        alerts.append(f"captcha accuracy {accuracy:.2%} is below the minimum "
+                      f"{limits.min_accuracy:.2%}")
+    if limits.max_drop is not None and previous is not None:
+        before = _number(previous.get("captcha_accuracy"))
+        drop = (before - accuracy) * 100
+        if drop > limits.max_drop:
+            alerts.append(f"captcha accuracy fell {drop:.2f} points, from {before:.2%} in run "
+                          f"{previous.get('run_id')} to {accuracy:.2%} (allowed: "
+                          f"{limits.max_drop:g})")
+    images = int(summary["images"])
+    rate = int(summary["errors"]) / images if images else 0.0
+    if limits.max_error_rate is not None and rate > limits.max_error_rate:
+        alerts.append(f"{summary['errors']} of {images} files unreadable ({rate:.2%}), above the "
+                      f"maximum {limits.max_error_rate:.2%}")
+    return alerts
 
 
 def append_history(root: Path, summary: dict) -> None:

@@ -1,24 +1,31 @@
 """Nightly batch runner: predict every image of a folder, score it against the labels in the
 file names, and write CSV predictions and accuracy reports.
 
-    python run_batch.py --input DIR [--output ROOT] [--run-id ID] [--model PATH]
+    python run_batch.py --input DIR [--output ROOT] [--run-id ID] [--model PATH] [--quiet]
+                        [--min-accuracy X] [--max-drop P] [--max-error-rate R]
 
-Writes ROOT/RUN_ID/{predictions,summary,confusion}.csv and config.yaml, appends the summary to
-ROOT/history.csv and points ROOT/latest at the run. Exit codes: 0 done; 2 bad usage, config,
-input folder or model (one line on stderr says which).
+Writes ROOT/RUN_ID/{predictions,summary,confusion}.csv, config.yaml and run.log, appends the
+summary to ROOT/history.csv and points ROOT/latest at the run. Holds ROOT/.lock while it runs.
+Exit codes: 0 done; 2 bad usage, config, input folder or model (one line on stderr says which);
+3 a quality alert (all files written first); 4 another run holds ROOT.
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import shutil
 import sys
 from pathlib import Path
 
-from core.batch import InputError, append_history, new_run_id, point_latest, run_batch
+from core.batch import (InputError, Thresholds, append_history, last_completed_run, new_run_id,
+                        point_latest, quality_alerts, run_batch)
 from core.checkpoint import CheckpointError, load_checkpoint
-from core.progress import progress
-from jobs.common import (add_config_arg, add_runtime_args, fail, job_config, job_device,
-                         setup_logging)
+from core.lock import Locked, exclusive_lock
+from core.progress import no_progress, progress
+from jobs.common import (EXIT_ALERT, EXIT_LOCKED, add_config_arg, add_runtime_args, fail,
+                         job_config, job_device, log_to_file, setup_logging)
 
+log = logging.getLogger("run_batch")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "models" / "default.pt"
 
@@ -33,14 +40,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="checkpoint to use (default: the bundled models/default.pt)")
     p.add_argument("-b", "--batch-size", type=int, default=None,
                    help="images per batch (default: runtime.batch_size)")
+    p.add_argument("--quiet", action="store_true",
+                   help="for cron: only warnings and the one-line summary (run.log has it all)")
+    p.add_argument("--min-accuracy", type=_fraction, default=None, metavar="X",
+                   help="exit 3 if captcha accuracy is below X (a fraction, e.g. 0.95)")
+    p.add_argument("--max-drop", type=_points, default=None, metavar="P",
+                   help="exit 3 if captcha accuracy fell more than P percentage points below "
+                        "the previous completed run in ROOT/history.csv")
+    p.add_argument("--max-error-rate", type=_fraction, default=None, metavar="R",
+                   help="exit 3 if more than this share of the files is unreadable (e.g. 0.01)")
     add_config_arg(p)
     add_runtime_args(p)
     return p.parse_args(argv)
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 1 (e.g. 0.95)")
+    return value
+
+
+def _points(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of percentage points (0-100)")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    setup_logging()
+    setup_logging(quiet=args.quiet)
     cfg = job_config(args, {"runtime.batch_size": args.batch_size,
                             "runtime.device": args.device, "runtime.workers": args.workers})
     input_dir, root = Path(args.input), Path(args.output)
@@ -49,23 +79,56 @@ def main(argv: list[str] | None = None) -> None:
         ckpt = load_checkpoint(args.model, labels=cfg.labels, image=cfg.image, device=device)
     except (ValueError, CheckpointError) as exc:
         fail(str(exc))
-    run_id = args.run_id or new_run_id(root)
-    if (root / run_id).exists():
-        fail(f"run {root / run_id} already exists; choose another --run-id")
+    limits = Thresholds(args.min_accuracy, args.max_drop, args.max_error_rate)
     try:
-        summary = run_batch(input_dir, root / run_id, ckpt, cfg, device, progress=progress)
-    except InputError as exc:
-        fail(str(exc))
-    append_history(root, summary)
-    point_latest(root, run_id)
-    s = summary
-    print(f"{s['images']} images ({s['labelled']} labelled, {s['unlabelled']} unlabelled, "
-          f"{s['errors']} errors, {s['resized']} resized) in {float(s['wall_seconds']):.1f} s, "
-          f"{s['images_per_second']} images/s on {s['device']}")
-    print(f"captcha accuracy {float(s['captcha_accuracy']):.2%}, "
-          f"character accuracy {float(s['char_accuracy']):.2%}, "
-          f"mean confidence {float(s['mean_confidence']):.3f}")
-    print(f"results: {root / run_id}")
+        with exclusive_lock(root):
+            summary, alerts = _locked_run(args, input_dir, root, ckpt, cfg, device, limits)
+    except Locked as exc:
+        print(f"locked: {exc}", file=sys.stderr)
+        sys.exit(EXIT_LOCKED)
+    _report(summary, root / summary["run_id"], args.quiet)
+    if alerts:
+        sys.exit(EXIT_ALERT)
+
+
+def _locked_run(args, input_dir: Path, root: Path, ckpt, cfg, device, limits: Thresholds):
+    run_id = args.run_id or new_run_id(root)
+    run_dir = root / run_id
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        fail(f"run {run_dir} already exists; choose another --run-id")
+    previous = last_completed_run(root)
+    with log_to_file(run_dir / "run.log"):
+        try:
+            summary = run_batch(input_dir, run_dir, ckpt, cfg, device,
+                                progress=no_progress if args.quiet else progress)
+        except InputError as exc:
+            shutil.rmtree(run_dir)  # nothing was read; leave no run behind
+            fail(str(exc))
+        append_history(root, summary)
+        point_latest(root, run_id)
+        log.info("done: %s images, %s errors, captcha accuracy %s, %s images/s",
+                 summary["images"], summary["errors"], summary["captcha_accuracy"],
+                 summary["images_per_second"])
+        alerts = quality_alerts(summary, previous, limits)
+        for alert in alerts:
+            log.warning("quality alert: %s", alert)
+    return summary, alerts
+
+
+def _report(s: dict, run_dir: Path, quiet: bool) -> None:
+    accuracy = (f"captcha accuracy {float(s['captcha_accuracy']):.2%}, "
+                f"character accuracy {float(s['char_accuracy']):.2%}")
+    if quiet:
+        print(f"{s['images']} images, {s['errors']} errors, {accuracy}, "
+              f"{s['images_per_second']} images/s: {run_dir}")
+    else:
+        print(f"{s['images']} images ({s['labelled']} labelled, {s['unlabelled']} unlabelled, "
+              f"{s['errors']} errors, {s['resized']} resized) in {float(s['wall_seconds']):.1f} s, "
+              f"{s['images_per_second']} images/s on {s['device']}")
+        print(f"{accuracy}, mean confidence {float(s['mean_confidence']):.3f}")
+        print(f"results: {run_dir}")
     sys.stdout.flush()
 
 

@@ -3,16 +3,21 @@ logging, and failing with one clear line and exit code 2."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from typing import Any, NoReturn
+import time
+from pathlib import Path
+from typing import Any, Iterator, NoReturn
 
 import torch
 
 from core.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from core.runtime import resolve_device, share_cores
 
-EXIT_USAGE = 2
+EXIT_USAGE = 2    # bad usage, configuration, input folder or model
+EXIT_ALERT = 3    # the run finished and wrote everything, but a quality threshold was breached
+EXIT_LOCKED = 4   # another run holds the output root
 
 
 def add_config_arg(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +61,32 @@ def job_device(cfg: Config) -> torch.device:
     return device
 
 
+class _UTCFormatter(logging.Formatter):
+    converter = time.gmtime
+
+
+_FORMATTER = _UTCFormatter("%(asctime)sZ %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
+
+
 def setup_logging(quiet: bool = False) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%Y-%m-%dT%H:%M:%S")
+    """Log lines with UTC timestamps on stderr; warnings only when quiet (cron)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_FORMATTER)
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+@contextlib.contextmanager
+def log_to_file(path: Path) -> Iterator[None]:
+    """Also write every log line (INFO and up, quiet or not) to `path` while inside."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(_FORMATTER)
+    handler.setLevel(logging.INFO)
+    logging.getLogger().addHandler(handler)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()

@@ -1,13 +1,30 @@
+import csv
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.checkpoint import save_checkpoint  # noqa: E402
 from core.config import Config, load_config  # noqa: E402
 from core.generator import generate_folder  # noqa: E402
+from core.labels import build_codec  # noqa: E402
+from core.models import ModelSpec, build_model  # noqa: E402
+
+
+def run_batch(*args, timeout=300):
+    """run_batch.py as cron runs it, in a child process."""
+    return subprocess.run([sys.executable, str(ROOT / "run_batch.py"), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +38,13 @@ def captcha_dir(tmp_path_factory, cfg) -> Path:
     folder = tmp_path_factory.mktemp("captchas")
     generate_folder(folder, 48, seed=11, labels=cfg.labels, image=cfg.image, workers=1)
     return folder
+
+
+@pytest.fixture(scope="session")
+def model(tmp_path_factory, cfg):
+    """An untrained model: the bookkeeping is what is under test, not the accuracy."""
+    torch.manual_seed(0)
+    net = build_model("seed-gap", ModelSpec.from_config(cfg.image, build_codec(cfg.labels)))
+    path = tmp_path_factory.mktemp("model") / "m.pt"
+    save_checkpoint(path, net, "seed-gap", cfg.labels, cfg.image, {})
+    return path

@@ -1,39 +1,15 @@
 """The nightly runner end to end, as cron runs it: `python run_batch.py --input DIR ...`."""
-import csv
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from core.checkpoint import save_checkpoint
 from core.config import LabelConfig
 from core.labels import build_codec
 from core.models import ModelSpec, build_model
-from tests.conftest import ROOT
-
-
-def run_batch(*args):
-    return subprocess.run([sys.executable, str(ROOT / "run_batch.py"), *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-
-
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory, cfg):
-    """An untrained model: the bookkeeping is what is under test, not the accuracy."""
-    torch.manual_seed(0)
-    net = build_model("seed-gap", ModelSpec.from_config(cfg.image, build_codec(cfg.labels)))
-    path = tmp_path_factory.mktemp("model") / "m.pt"
-    save_checkpoint(path, net, "seed-gap", cfg.labels, cfg.image, {})
-    return path
+from tests.conftest import read_csv, run_batch
 
 
 PLANTED = {  # relative path -> (status, error, labelled, resized)

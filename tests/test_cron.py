@@ -1,0 +1,156 @@
+"""What cron meets at night: overlapping starts, killed processes, quality alerts, quiet logs.
+Real processes throughout: the runner as a command, the lock held by another process."""
+import csv
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from core.batch import Thresholds, quality_alerts
+from tests.conftest import ROOT, read_csv, run_batch
+
+HOLD_LOCK = ("import sys, time\n"
+             "from core.lock import exclusive_lock\n"
+             "with exclusive_lock(sys.argv[1]):\n"
+             "    print('held', flush=True)\n"
+             "    time.sleep(120)\n")
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """Another process holding the lock of tmp_path/runs."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / "runs")], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def small_dir(tmp_path, captcha_dir):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for p in sorted(captcha_dir.iterdir())[:12]:
+        os.link(p, folder / p.name)
+    return folder
+
+
+def test_a_held_lock_turns_the_run_away_with_4_naming_the_holder(tmp_path, holder, small_dir,
+                                                                   model):
+    proc = run_batch("--input", small_dir, "--output", tmp_path / "runs", "--model", model,
+                     "--run-id", "second")
+    assert proc.returncode == 4, proc.stderr
+    assert proc.stderr.count("\n") == 1 and f"pid {holder.pid}" in proc.stderr
+    assert not (tmp_path / "runs" / "second").exists()
+
+
+def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path, holder, small_dir, model):
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert (tmp_path / "runs" / ".lock").exists()  # the file stays; the lock died with it
+    proc = run_batch("--input", small_dir, "--output", tmp_path / "runs", "--model", model,
+                     "--run-id", "after", "--workers", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_csv(tmp_path / "runs" / "after" / "predictions.csv")) == 12
+
+
+def test_two_runs_started_together_one_exits_4(tmp_path, captcha_dir, model):
+    folder = tmp_path / "big"
+    folder.mkdir()
+    files = sorted(captcha_dir.iterdir())
+    for i in range(1500):  # long enough that the first still runs when the second arrives
+        os.link(files[i % len(files)], folder / f"{i:05d}_{files[i % len(files)].name}")
+    cmd = [sys.executable, str(ROOT / "run_batch.py"), "--input", str(folder), "--output",
+           str(tmp_path / "runs"), "--model", str(model), "--workers", "0"]
+    procs = [subprocess.Popen(cmd + ["--run-id", f"r{i}"], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    codes = sorted(p.wait(timeout=300) for p in procs)
+    assert codes == [0, 4], [p.stderr.read() for p in procs]
+    assert len(read_csv(tmp_path / "runs" / "history.csv")) == 1
+
+
+def _outputs_complete(run_dir):
+    return all((run_dir / f).exists() for f in ("predictions.csv", "summary.csv", "confusion.csv",
+                                                "config.yaml", "run.log"))
+
+
+def test_min_accuracy_breach_exits_3_after_writing_everything(tmp_path, small_dir, model):
+    root = tmp_path / "runs"
+    proc = run_batch("--input", small_dir, "--output", root, "--model", model, "--run-id", "n1",
+                     "--min-accuracy", "0.5")  # the untrained model reads nothing right
+    assert proc.returncode == 3, proc.stderr
+    assert "quality alert: captcha accuracy 0.00% is below the minimum 50.00%" in proc.stderr
+    assert _outputs_complete(root / "n1")
+    assert [r["run_id"] for r in read_csv(root / "history.csv")] == ["n1"]
+    assert (root / "latest").resolve() == (root / "n1").resolve()
+    assert "quality alert" in (root / "n1" / "run.log").read_text()
+
+
+def test_max_drop_compares_with_the_previous_completed_run(tmp_path, small_dir, model):
+    root = tmp_path / "runs"
+    assert run_batch("--input", small_dir, "--output", root, "--model", model,
+                     "--run-id", "n1").returncode == 0
+    # Make the first night look good, as if the model had got worse since.
+    rows = read_csv(root / "history.csv")
+    rows[0]["captcha_accuracy"] = "0.950000"
+    with open(root / "history.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    proc = run_batch("--input", small_dir, "--output", root, "--model", model, "--run-id", "n2",
+                     "--max-drop", "5")
+    assert proc.returncode == 3, proc.stderr
+    assert "fell 95.00 points, from 95.00% in run n1" in proc.stderr
+    assert _outputs_complete(root / "n2")
+    proc = run_batch("--input", small_dir, "--output", root, "--model", model, "--run-id", "n3",
+                     "--max-drop", "5")  # n2 (0 %) is the previous run now: no drop
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_max_error_rate_counts_unreadable_files(tmp_path, small_dir, model):
+    (small_dir / "ZZZZ_broken.png").write_bytes(b"")
+    root = tmp_path / "runs"
+    proc = run_batch("--input", small_dir, "--output", root, "--model", model, "--run-id", "n1",
+                     "--max-error-rate", "0.05")  # 1 of 13 is 7.7 %
+    assert proc.returncode == 3, proc.stderr
+    assert "1 of 13 files unreadable (7.69%)" in proc.stderr
+    assert len(read_csv(root / "n1" / "predictions.csv")) == 13
+    proc = run_batch("--input", small_dir, "--output", root, "--model", model, "--run-id", "n2",
+                     "--max-error-rate", "0.1")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_thresholds_outside_their_range_are_usage_errors(tmp_path, small_dir, model):
+    proc = run_batch("--input", small_dir, "--output", tmp_path, "--model", model,
+                     "--min-accuracy", "95")
+    assert proc.returncode == 2 and "not a fraction between 0 and 1" in proc.stderr
+
+
+def test_quality_alerts_unit():
+    summary = {"captcha_accuracy": "0.900000", "images": "100", "errors": "2"}
+    assert quality_alerts(summary, None, Thresholds()) == []
+    assert quality_alerts(summary, None, Thresholds(min_accuracy=0.9)) == []
+    assert len(quality_alerts(summary, None, Thresholds(min_accuracy=0.91))) == 1
+    previous = {"run_id": "a", "captcha_accuracy": "0.930000"}
+    assert quality_alerts(summary, previous, Thresholds(max_drop=3.5)) == []
+    assert len(quality_alerts(summary, previous, Thresholds(max_drop=2.5))) == 1
+    assert len(quality_alerts(summary, previous, Thresholds(max_error_rate=0.01))) == 1
+    nothing_labelled = {"captcha_accuracy": "nan", "images": "5", "errors": "0"}
+    assert quality_alerts(nothing_labelled, previous, Thresholds(0.99, 1.0, 0.0)) == []
+
+
+def test_quiet_prints_one_line_and_run_log_has_utc_lines(tmp_path, small_dir, model):
+    root = tmp_path / "runs"
+    proc = run_batch("--input", small_dir, "--output", root, "--model", model, "--run-id", "q",
+                     "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\n") == 1 and str(root / "q") in proc.stdout
+    assert proc.stderr == ""
+    log = (root / "q" / "run.log").read_text().splitlines()
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (INFO|WARNING) ", line) for line in log)
+    assert any("12 files under" in line and "sha256" in line for line in log)
+    assert any(line.split(" ", 2)[2].startswith("done: 12 images") for line in log)
