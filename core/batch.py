@@ -15,27 +15,35 @@ from __future__ import annotations
 
 import collections
 import csv
+import dataclasses
 import datetime
+import hashlib
+import json
 import logging
 import math
 import os
+import shutil
+import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.utils.data import Subset
 
 from .checkpoint import Checkpoint
 from .config import Config, dump_config
 from .data import CaptchaDataset, Item, make_loader, scan_folder
-from .engine import evaluate
+from .engine import Metrics, evaluate
 from .files import append_csv_row, atomic_csv, atomic_write, write_csv
 from .labels import Decoded, build_codec
 from .models import for_inference
 from .progress import no_progress
 
 HISTORY = "history.csv"
+MANIFEST = "manifest.json"
+PARTS = "parts"
 log = logging.getLogger(__name__)
 LATEST = "latest"
 
@@ -53,7 +61,7 @@ def summary_columns(length: int) -> list[str]:
     return (["run_id", "started_at", "finished_at", "input", "model", "model_sha256", "arch",
              "device", "images", "labelled", "unlabelled", "errors", "resized", "char_accuracy",
              "captcha_accuracy"] + [f"position{i + 1}_accuracy" for i in range(length)]
-            + ["mean_confidence", "images_per_second", "wall_seconds"])
+            + ["mean_confidence", "images_per_second", "wall_seconds", "attempts"])
 
 
 def utc_now() -> datetime.datetime:
@@ -82,71 +90,196 @@ def _fmt(x: float) -> str:
     return f"{x:.6f}"
 
 
+class Interrupted(Exception):
+    """A stop signal arrived; everything up to the last batch is committed and resumable."""
+
+    def __init__(self, signum: int, rows: int, files: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} after {rows} of {files} files")
+        self.signum = signum
+
+
+class ResumeError(ValueError):
+    """A run cannot be resumed as asked (its input, model or settings changed, or no state)."""
+
+
+@dataclass
+class RunState:
+    """manifest.json: what a run has committed, enough to continue it exactly where it was."""
+    input: str
+    files: int
+    listing_sha256: str
+    model_sha256: str
+    config_sha256: str
+    started_at: str
+    rows: int = 0                 # predictions committed, in input order
+    parts: int = 0                # parts/000000.csv ... holding them
+    metrics: dict = field(default_factory=dict)
+    confusion: list = field(default_factory=list)   # [expected, predicted, count]
+    resized: int = 0
+    confidence_sum: float = 0.0
+    seconds: float = 0.0          # wall time of earlier attempts
+    attempts: int = 0
+    complete: bool = False
+
+
+def read_state(run_dir: Path) -> RunState | None:
+    path = run_dir / MANIFEST
+    if not path.exists():
+        return None
+    with open(path, encoding="utf-8") as f:
+        return RunState(**json.load(f))
+
+
+def _write_state(run_dir: Path, state: RunState) -> None:
+    with atomic_write(run_dir / MANIFEST, "w") as f:
+        json.dump(dataclasses.asdict(state), f, indent=1)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _start_or_resume(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
+                     cfg: Config, resume: bool) -> RunState:
+    fresh = RunState(input=str(input_dir.resolve()), files=len(items),
+                     listing_sha256=_sha256("\0".join(item.path for item in items)),
+                     model_sha256=ckpt.sha256, config_sha256=_sha256(dump_config(cfg)),
+                     started_at=utc_now().isoformat(timespec="seconds"))
+    state = read_state(run_dir) if resume else None
+    if state is None:
+        if resume and any(run_dir.iterdir()):
+            raise ResumeError(f"{run_dir} has no {MANIFEST}: not a run that can be resumed")
+        with atomic_write(run_dir / "config.yaml", "w") as f:
+            f.write(dump_config(cfg))
+        _write_state(run_dir, fresh)
+        return fresh
+    for what, key in (("input folder", "input"), ("list of input files", "listing_sha256"),
+                      ("model", "model_sha256"), ("configuration", "config_sha256")):
+        if getattr(state, key) != getattr(fresh, key):
+            raise ResumeError(f"cannot resume {run_dir.name}: its {what} changed since it started "
+                              "(start a new run instead)")
+    return state
+
+
 def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
-              device: torch.device, progress: Callable = no_progress) -> dict:
-    """Predict every file under input_dir into run_dir; returns the summary row as a dict."""
-    started, clock = utc_now(), time.monotonic()
+              device: torch.device, progress: Callable = no_progress, resume: bool = False,
+              stop: Callable[[], int] = lambda: 0) -> dict:
+    """Predict every file under input_dir into run_dir; returns the summary row as a dict.
+
+    Rows are committed every cfg.runtime.commit_batches batches (a part file, then the
+    manifest), so a run killed at any instant keeps what it committed; with resume=True a run
+    goes on from its last commit and ends with the same files as an uninterrupted one. `stop()`
+    is polled after each batch: a signal number there commits and raises Interrupted."""
+    clock = time.monotonic()
     items = list_inputs(input_dir, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)  # the job makes it, unique, under the lock
-    with atomic_write(run_dir / "config.yaml", "w") as f:
-        f.write(dump_config(cfg))
+    state = _start_or_resume(run_dir, input_dir, items, ckpt, cfg, resume)
+    if state.complete:
+        raise ResumeError(f"run {run_dir.name} is already complete")
+    state.attempts += 1
+    parts = run_dir / PARTS
+    parts.mkdir(exist_ok=True)
+    for orphan in parts.iterdir():  # written after the last manifest: not committed
+        if not orphan.name.endswith(".csv") or int(orphan.stem) >= state.parts:
+            orphan.unlink()
     codec = build_codec(ckpt.labels)
     length = ckpt.labels.length
-    loader = make_loader(CaptchaDataset(input_dir, items, codec, ckpt.image),
-                         cfg.runtime.batch_size, cfg.runtime.workers, device)
-    log.info("run %s: %d files under %s; model %s (%s, sha256 %s); device %s, batch %d, "
-             "%d workers, %d torch threads", run_dir.name, len(items), input_dir, ckpt.path,
-             ckpt.arch, ckpt.sha256, device, loader.batch_size, loader.num_workers,
-             torch.get_num_threads())
-    confusion: collections.Counter = collections.Counter()
-    totals = {"resized": 0, "confidence": 0.0}
+    dataset = CaptchaDataset(input_dir, items, codec, ckpt.image)
+    todo = dataset if state.rows == 0 else Subset(dataset, range(state.rows, len(items)))
+    loader = make_loader(todo, cfg.runtime.batch_size, cfg.runtime.workers, device)
+    log.info("run %s: %d files under %s%s; model %s (%s, sha256 %s); device %s, batch %d, "
+             "%d workers, %d torch threads", run_dir.name, len(items), input_dir,
+             f", resuming after {state.rows}" if state.rows else "", ckpt.path, ckpt.arch,
+             ckpt.sha256, device, loader.batch_size, loader.num_workers, torch.get_num_threads())
+    metrics = Metrics(**state.metrics) if state.metrics else Metrics()
+    confusion = collections.Counter({(e, p): n for e, p, n in state.confusion})
+    pending: list[list] = []
+    batches, last_commit = 0, clock
 
-    with atomic_csv(run_dir / "predictions.csv", prediction_columns(length)) as writer:
-        def on_batch(batch: dict, decoded: Decoded) -> None:
-            confidence = decoded.confidence.tolist()
-            probs = decoded.position_probs.tolist()
-            for j, (index, error, resized) in enumerate(zip(batch["index"].tolist(),
-                                                            batch["error"],
-                                                            batch["resized"].tolist())):
-                item = items[index]
-                if error:
-                    writer.writerow([item.path, item.label or "", "", "", "", "error", error, ""]
-                                    + [""] * length)
-                    continue
-                predicted = decoded.texts[j]
-                correct = ""
-                if item.label is not None:
-                    correct = int(predicted == item.label)
-                    confusion.update((e, p) for e, p in zip(item.label, predicted) if e != p)
-                totals["resized"] += resized
-                totals["confidence"] += confidence[j]
-                writer.writerow([item.path, item.label or "", predicted, correct,
-                                 _fmt(confidence[j]), "ok", "", int(resized)]
-                                + [_fmt(p) for p in probs[j]])
+    def commit() -> None:
+        nonlocal batches, last_commit
+        if pending:
+            with atomic_csv(parts / f"{state.parts:06d}.csv", None) as writer:
+                writer.writerows(pending)
+            state.parts += 1
+            state.rows += len(pending)
+        state.metrics = dataclasses.asdict(metrics)
+        state.confusion = [[e, p, n] for (e, p), n in confusion.items()]
+        now = time.monotonic()
+        state.seconds += now - last_commit
+        last_commit = now
+        _write_state(run_dir, state)
+        pending.clear()
+        batches = 0
 
-        metrics = evaluate(for_inference(ckpt.model), loader, codec, device, on_batch=on_batch,
-                           progress=progress, desc="predict")
+    def on_batch(batch: dict, decoded: Decoded) -> None:
+        nonlocal batches
+        confidence = decoded.confidence.tolist()
+        probs = decoded.position_probs.tolist()
+        for j, (index, error, resized) in enumerate(zip(batch["index"].tolist(), batch["error"],
+                                                        batch["resized"].tolist())):
+            item = items[index]
+            if error:
+                pending.append([item.path, item.label or "", "", "", "", "error", error, ""]
+                               + [""] * length)
+                continue
+            predicted = decoded.texts[j]
+            correct = ""
+            if item.label is not None:
+                correct = int(predicted == item.label)
+                confusion.update((e, p) for e, p in zip(item.label, predicted) if e != p)
+            state.resized += resized
+            state.confidence_sum += confidence[j]
+            pending.append([item.path, item.label or "", predicted, correct, _fmt(confidence[j]),
+                            "ok", "", int(resized)] + [_fmt(p) for p in probs[j]])
+        batches += 1
+        signum = stop()
+        if batches >= cfg.runtime.commit_batches or signum:
+            commit()
+        if signum:
+            raise Interrupted(signum, state.rows, len(items))
 
+    evaluate(for_inference(ckpt.model), loader, codec, device, on_batch=on_batch,
+             progress=progress, desc="predict", metrics=metrics)
+    commit()
+    return _finish(run_dir, input_dir, items, ckpt, device, state, metrics)
+
+
+def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
+            device: torch.device, state: RunState, metrics: Metrics) -> dict:
+    """All rows committed: predictions.csv from the parts, confusion and summary from the
+    manifest's counts. Safe to repeat if a crash interrupts it."""
+    length = ckpt.labels.length
+    parts = run_dir / PARTS
+    with atomic_write(run_dir / "predictions.csv", "w") as out:
+        csv.writer(out).writerow(prediction_columns(length))
+        for k in range(state.parts):
+            with open(parts / f"{k:06d}.csv", newline="", encoding="utf-8") as part:
+                shutil.copyfileobj(part, out)
     write_csv(run_dir / "confusion.csv", ["expected", "predicted", "count"],
-              [[e, p, n] for (e, p), n in sorted(confusion.items(), key=lambda kv: (-kv[1], kv[0]))])
+              sorted(state.confusion, key=lambda r: (-r[2], r[0], r[1])))
     labelled = sum(item.label is not None for item in items)
     decoded_ok = metrics.images - metrics.errors
-    wall = time.monotonic() - clock
+    wall = state.seconds
     position = metrics.position_accuracy + [float("nan")] * (length - len(metrics.position_accuracy))
     summary = {
-        "run_id": run_dir.name, "started_at": started.isoformat(timespec="seconds"),
+        "run_id": run_dir.name, "started_at": state.started_at,
         "finished_at": utc_now().isoformat(timespec="seconds"), "input": str(input_dir),
         "model": ckpt.path, "model_sha256": ckpt.sha256, "arch": ckpt.arch, "device": str(device),
         "images": metrics.images, "labelled": labelled, "unlabelled": len(items) - labelled,
-        "errors": metrics.errors, "resized": totals["resized"],
+        "errors": metrics.errors, "resized": state.resized,
         "char_accuracy": _fmt(metrics.char_accuracy),
         "captcha_accuracy": _fmt(metrics.captcha_accuracy),
         **{f"position{i + 1}_accuracy": _fmt(a) for i, a in enumerate(position)},
-        "mean_confidence": _fmt(totals["confidence"] / decoded_ok if decoded_ok else float("nan")),
-        "images_per_second": f"{metrics.images / wall:.1f}", "wall_seconds": f"{wall:.2f}",
+        "mean_confidence": _fmt(state.confidence_sum / decoded_ok if decoded_ok else float("nan")),
+        "images_per_second": f"{metrics.images / wall:.1f}" if wall else "",
+        "wall_seconds": f"{wall:.2f}", "attempts": state.attempts,
     }
     write_csv(run_dir / "summary.csv", summary_columns(length),
               [[summary[c] for c in summary_columns(length)]])
+    state.complete = True
+    _write_state(run_dir, state)
+    shutil.rmtree(parts)
     return summary
 
 
@@ -198,8 +331,16 @@ def quality_alerts(summary: dict, previous: dict | None, limits: Thresholds) -> 
     return alerts
 
 
-def append_history(root: Path, summary: dict) -> None:
-    append_csv_row(root / HISTORY, list(summary), list(summary.values()))
+def append_history(root: Path, summary: dict) -> bool:
+    """Add the run's summary row to ROOT/history.csv; False if it is there already (a run whose
+    finish was interrupted after this step and then resumed)."""
+    path = root / HISTORY
+    if path.exists():
+        with open(path, newline="", encoding="utf-8") as f:
+            if any(row.get("run_id") == summary["run_id"] for row in csv.DictReader(f)):
+                return False
+    append_csv_row(path, list(summary), list(summary.values()))
+    return True
 
 
 def point_latest(root: Path, run_id: str) -> None:

@@ -62,6 +62,7 @@ class RuntimeConfig:
     device: str = "auto"
     batch_size: int = -1
     workers: int = -1
+    commit_batches: int = 8
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,8 @@ def _check_values(cfg: Config) -> None:
         raise bad("labels.separator", "must not contain alphabet characters")
     for key, value in (("labels.length", cfg.labels.length), ("image.height", cfg.image.height),
                        ("image.width", cfg.image.width), ("train.epochs", cfg.train.epochs),
-                       ("train.batch_size", cfg.train.batch_size)):
+                       ("train.batch_size", cfg.train.batch_size),
+                       ("runtime.commit_batches", cfg.runtime.commit_batches)):
         if value < 1:
             raise bad(key, f"must be at least 1, got {value}")
     if cfg.runtime.batch_size == 0 or cfg.runtime.batch_size < -1:

@@ -11,6 +11,7 @@ IGNORE targets and the reason in `error`, so each caller decides what to do with
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,10 @@ def _init_worker(_worker_id: int) -> None:
     # and the main process for the few cores there are.
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+    # SIGINT from a terminal and SIGTERM from systemd reach the whole process group; the main
+    # process decides when to stop (at a batch boundary) and shuts its workers down itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def make_loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device,

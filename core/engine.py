@@ -100,10 +100,12 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[dict], codec,
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, loader: Iterable[dict], codec, device: torch.device,
              on_batch: Callable[[dict, Decoded], None] | None = None,
-             progress: Callable = no_progress, desc: str = "evaluate") -> Metrics:
-    """Predict every batch and score it against the labels its targets encode."""
+             progress: Callable = no_progress, desc: str = "evaluate",
+             metrics: Metrics | None = None) -> Metrics:
+    """Predict every batch and score it against the labels its targets encode. Pass `metrics`
+    to go on counting into it (a resumed run); it is up to date whenever on_batch is called."""
     model.eval()
-    metrics = Metrics()
+    metrics = Metrics() if metrics is None else metrics
     for batch in progress(loader, desc=desc):
         images = batch["image"].to(device, non_blocking=True)
         targets = batch["target"].to(device, non_blocking=True)

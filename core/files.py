@@ -38,10 +38,12 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator:
 
 
 @contextlib.contextmanager
-def atomic_csv(path: str | Path, header: Sequence[str]) -> Iterator:
+def atomic_csv(path: str | Path, header: Sequence[str] | None) -> Iterator:
+    """A csv.writer on a file that appears complete or not at all; header None: rows only."""
     with atomic_write(path, "w") as f:
         writer = csv.writer(f)
-        writer.writerow(header)
+        if header is not None:
+            writer.writerow(header)
         yield writer
 
 

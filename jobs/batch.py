@@ -1,24 +1,28 @@
 """Nightly batch runner: predict every image of a folder, score it against the labels in the
 file names, and write CSV predictions and accuracy reports.
 
-    python run_batch.py --input DIR [--output ROOT] [--run-id ID] [--model PATH] [--quiet]
-                        [--min-accuracy X] [--max-drop P] [--max-error-rate R]
+    python run_batch.py --input DIR [--output ROOT] [--run-id ID [--resume]] [--model PATH]
+                        [--quiet] [--min-accuracy X] [--max-drop P] [--max-error-rate R]
 
-Writes ROOT/RUN_ID/{predictions,summary,confusion}.csv, config.yaml and run.log, appends the
-summary to ROOT/history.csv and points ROOT/latest at the run. Holds ROOT/.lock while it runs.
-Exit codes: 0 done; 2 bad usage, config, input folder or model (one line on stderr says which);
-3 a quality alert (all files written first); 4 another run holds ROOT.
+Writes ROOT/RUN_ID/{predictions,summary,confusion}.csv, config.yaml, run.log and manifest.json,
+appends the summary to ROOT/history.csv and points ROOT/latest at the run. Holds ROOT/.lock
+while it runs. Exit codes: 0 done; 2 bad usage, config, input folder or model (one line on
+stderr says which); 3 a quality alert (all files written first); 4 another run holds ROOT;
+143/130 stopped by SIGTERM/SIGINT at a batch boundary, resumable with --resume.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import csv
 import shutil
+import signal
 import sys
 from pathlib import Path
 
-from core.batch import (InputError, Thresholds, append_history, last_completed_run, new_run_id,
-                        point_latest, quality_alerts, run_batch)
+from core.batch import (InputError, Interrupted, ResumeError, Thresholds, append_history,
+                        last_completed_run, new_run_id, point_latest, quality_alerts, read_state,
+                        run_batch)
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.lock import Locked, exclusive_lock
 from core.progress import no_progress, progress
@@ -40,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="checkpoint to use (default: the bundled models/default.pt)")
     p.add_argument("-b", "--batch-size", type=int, default=None,
                    help="images per batch (default: runtime.batch_size)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run --run-id from its last commit (after a crash, kill or "
+                        "SIGTERM); starts it if it does not exist")
     p.add_argument("--quiet", action="store_true",
                    help="for cron: only warnings and the one-line summary (run.log has it all)")
     p.add_argument("--min-accuracy", type=_fraction, default=None, metavar="X",
@@ -92,20 +99,37 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _locked_run(args, input_dir: Path, root: Path, ckpt, cfg, device, limits: Thresholds):
+    if args.resume and not args.run_id:
+        fail("--resume needs the --run-id of the run to continue")
     run_id = args.run_id or new_run_id(root)
     run_dir = root / run_id
+    state = read_state(run_dir) if args.resume else None
+    if state is not None and state.complete:
+        summary = read_csv_row(run_dir / "summary.csv")
+        if append_history(root, summary):  # its finish was cut short after the summary
+            point_latest(root, run_id)
+        log.warning("run %s is already complete; nothing to do", run_id)
+        return summary, []
+    created = not run_dir.exists()
     try:
-        run_dir.mkdir()
+        run_dir.mkdir(exist_ok=args.resume)
     except FileExistsError:
-        fail(f"run {run_dir} already exists; choose another --run-id")
+        fail(f"run {run_dir} already exists; choose another --run-id, or --resume it")
     previous = last_completed_run(root)
-    with log_to_file(run_dir / "run.log"):
+    stop = StopSignals()
+    with log_to_file(run_dir / "run.log"), stop:
         try:
-            summary = run_batch(input_dir, run_dir, ckpt, cfg, device,
-                                progress=no_progress if args.quiet else progress)
+            summary = run_batch(input_dir, run_dir, ckpt, cfg, device, resume=args.resume,
+                                progress=no_progress if args.quiet else progress, stop=stop.get)
         except InputError as exc:
-            shutil.rmtree(run_dir)  # nothing was read; leave no run behind
+            if created:
+                shutil.rmtree(run_dir)  # nothing was read; leave no run behind
             fail(str(exc))
+        except ResumeError as exc:
+            fail(str(exc))
+        except Interrupted as exc:
+            log.warning("%s; continue with: --resume --run-id %s", exc, run_id)
+            sys.exit(128 + exc.signum)
         append_history(root, summary)
         point_latest(root, run_id)
         log.info("done: %s images, %s errors, captcha accuracy %s, %s images/s",
@@ -115,6 +139,35 @@ def _locked_run(args, input_dir: Path, root: Path, ckpt, cfg, device, limits: Th
         for alert in alerts:
             log.warning("quality alert: %s", alert)
     return summary, alerts
+
+
+class StopSignals:
+    """While inside: SIGTERM and SIGINT are noted, not fatal; the run stops at the next batch
+    boundary with everything committed, and exits 128 + the signal (143, 130)."""
+
+    def __init__(self):
+        self.signum = 0
+        self._saved = {}
+
+    def get(self) -> int:
+        return self.signum
+
+    def _note(self, signum, _frame) -> None:
+        self.signum = signum
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._saved[sig] = signal.signal(sig, self._note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+
+def read_csv_row(path: Path) -> dict:
+    with open(path, newline="", encoding="utf-8") as f:
+        return next(csv.DictReader(f))
 
 
 def _report(s: dict, run_dir: Path, quiet: bool) -> None:

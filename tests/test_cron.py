@@ -1,6 +1,7 @@
 """What cron meets at night: overlapping starts, killed processes, quality alerts, quiet logs.
 Real processes throughout: the runner as a command, the lock held by another process."""
 import csv
+import json
 import os
 import re
 import signal
@@ -154,3 +155,125 @@ def test_quiet_prints_one_line_and_run_log_has_utc_lines(tmp_path, small_dir, mo
     assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (INFO|WARNING) ", line) for line in log)
     assert any("12 files under" in line and "sha256" in line for line in log)
     assert any(line.split(" ", 2)[2].startswith("done: 12 images") for line in log)
+
+
+# --- crash, stop and resume -------------------------------------------------------------------
+
+RESUME_FILES = 4000
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory, captcha_dir, model):
+    """A few thousand files (hard links to the generated captchas, plus two bad ones) and an
+    uninterrupted run over them to compare with."""
+    folder = tmp_path_factory.mktemp("many")
+    files = sorted(captcha_dir.iterdir())
+    for i in range(RESUME_FILES - 2):
+        os.link(files[i % len(files)], folder / f"{i:05d}_{files[i % len(files)].name}")
+    (folder / "02000_empty.png").write_bytes(b"")
+    (folder / "03000_text.png").write_text("no image")
+    root = tmp_path_factory.mktemp("reference")
+    proc = run_batch("--input", folder, "--output", root, "--model", model, "--run-id", "full",
+                     *SLOW)
+    assert proc.returncode == 0, proc.stderr
+    return folder, root / "full"
+
+
+SLOW = ("--workers", "0", "--batch-size", "4")  # many small commits: easy to stop part way
+
+
+def _start(folder, root, model, run_id):
+    return subprocess.Popen([sys.executable, str(ROOT / "run_batch.py"), "--input", str(folder),
+                             "--output", str(root), "--model", str(model), "--run-id", run_id,
+                             *SLOW], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _wait_for_commits(proc, run_dir, rows):
+    """Until the run has committed at least `rows` rows (and is not finished)."""
+    manifest = run_dir / "manifest.json"
+    while True:
+        assert proc.poll() is None, "the run ended before it could be stopped part way"
+        try:
+            state = json.loads(manifest.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+        if state["rows"] >= rows:
+            assert not state["complete"]
+            return
+
+
+def _same_results(run_dir, reference):
+    assert read_csv(run_dir / "predictions.csv") == read_csv(reference / "predictions.csv")
+    assert read_csv(run_dir / "confusion.csv") == read_csv(reference / "confusion.csv")
+    ours, theirs = read_csv(run_dir / "summary.csv")[0], read_csv(reference / "summary.csv")[0]
+    for key in ("images", "labelled", "unlabelled", "errors", "resized", "char_accuracy",
+                "captcha_accuracy", "position1_accuracy", "mean_confidence"):
+        assert ours[key] == theirs[key], key
+    assert not (run_dir / "parts").exists()
+
+
+def test_sigkill_then_resume_gives_the_rows_of_an_uninterrupted_run(tmp_path, many, model):
+    folder, reference = many
+    root = tmp_path / "runs"
+    proc = _start(folder, root, model, "cut")
+    _wait_for_commits(proc, root / "cut", RESUME_FILES // 4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = json.loads((root / "cut" / "manifest.json").read_text())
+    assert 0 < state["rows"] < RESUME_FILES and not (root / "cut" / "predictions.csv").exists()
+    assert not (root / "history.csv").exists()
+
+    proc = run_batch("--input", folder, "--output", root, "--model", model, "--run-id", "cut",
+                     "--resume", *SLOW)
+    assert proc.returncode == 0, proc.stderr
+    _same_results(root / "cut", reference)
+    summary = read_csv(root / "cut" / "summary.csv")[0]
+    assert summary["attempts"] == "2"
+    assert [r["run_id"] for r in read_csv(root / "history.csv")] == ["cut"]
+    assert f"resuming after {state['rows']}" in (root / "cut" / "run.log").read_text()
+
+
+def test_sigterm_stops_at_a_batch_boundary_and_resume_completes(tmp_path, many, model):
+    folder, reference = many
+    root = tmp_path / "runs"
+    proc = _start(folder, root, model, "term")
+    _wait_for_commits(proc, root / "term", 100)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "stopped by SIGTERM" in err and "--resume --run-id term" in err
+    state = json.loads((root / "term" / "manifest.json").read_text())
+    assert not state["complete"] and state["rows"] < RESUME_FILES
+    # every committed part is whole: the rows so far are exactly the reference's first rows
+    committed = []
+    for k in range(state["parts"]):
+        with open(root / "term" / "parts" / f"{k:06d}.csv", newline="", encoding="utf-8") as f:
+            committed += list(csv.reader(f))
+    with open(reference / "predictions.csv", newline="", encoding="utf-8") as f:
+        assert committed == list(csv.reader(f))[1:1 + state["rows"]]
+
+    proc = run_batch("--input", folder, "--output", root, "--model", model, "--run-id", "term",
+                     "--resume", *SLOW)
+    assert proc.returncode == 0, proc.stderr
+    _same_results(root / "term", reference)
+
+
+def test_resume_refuses_a_changed_input_and_skips_a_complete_run(tmp_path, many, model, small_dir):
+    folder, reference = many
+    root = reference.parent
+    proc = run_batch("--input", small_dir, "--output", root, "--model", model, "--run-id", "full",
+                     "--resume")
+    assert proc.returncode == 0 and "already complete" in proc.stderr
+    assert [r["run_id"] for r in read_csv(root / "history.csv")] == ["full"]
+
+    run_dir = tmp_path / "runs" / "x"
+    proc = _start(small_dir, tmp_path / "runs", model, "x")
+    assert proc.wait(timeout=120) == 0
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest.update(complete=False, rows=0, parts=0)  # as if it had died at once
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    (small_dir / "ZZZZ_new.png").write_bytes(b"")
+    proc = run_batch("--input", small_dir, "--output", tmp_path / "runs", "--model", model,
+                     "--run-id", "x", "--resume")
+    assert proc.returncode == 2 and "list of input files changed" in proc.stderr
