@@ -36,7 +36,8 @@ from .checkpoint import Checkpoint
 from .config import Config, dump_config
 from .data import CaptchaDataset, Item, make_loader, scan_folder
 from .engine import Metrics, evaluate
-from .files import append_csv_row, atomic_csv, atomic_write, write_csv
+from .files import (append_csv_row, atomic_csv, atomic_write, cell, open_csv, read_cell,
+                    write_csv)
 from .labels import Decoded, build_codec
 from .models import for_inference
 from .progress import no_progress
@@ -53,15 +54,16 @@ class InputError(ValueError):
 
 
 def prediction_columns(length: int) -> list[str]:
-    return (["path", "label", "prediction", "correct", "confidence", "status", "error", "resized"]
-            + [f"p{i + 1}" for i in range(length)])
+    return (["path", "label", "prediction", "correct", "confidence", "status", "error", "resized",
+             "size", "mtime_ns"] + [f"p{i + 1}" for i in range(length)])
 
 
 def summary_columns(length: int) -> list[str]:
     return (["run_id", "started_at", "finished_at", "input", "model", "model_sha256", "arch",
              "device", "images", "labelled", "unlabelled", "errors", "resized", "char_accuracy",
              "captcha_accuracy"] + [f"position{i + 1}_accuracy" for i in range(length)]
-            + ["mean_confidence", "images_per_second", "wall_seconds", "attempts"])
+            + ["mean_confidence", "images_per_second", "wall_seconds", "attempts", "new",
+               "carried", "carried_from"])
 
 
 def utc_now() -> datetime.datetime:
@@ -119,6 +121,9 @@ class RunState:
     confidence_sum: float = 0.0
     seconds: float = 0.0          # wall time of earlier attempts
     attempts: int = 0
+    only_new: bool = False
+    carried_from: str = ""        # run id whose rows unchanged files keep ("": none)
+    carried: int = 0
     complete: bool = False
 
 
@@ -161,21 +166,57 @@ def _start_or_resume(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Ch
     return state
 
 
+def _carry_source(root: Path, fresh: RunState) -> tuple[str, str]:
+    """(run id to carry unchanged files' rows from, or "" and why not)."""
+    previous = last_completed_run(root)
+    if previous is None:
+        return "", "there is no completed run yet"
+    run_id = previous["run_id"]
+    state = read_state(root / run_id)
+    if state is None or not (root / run_id / "predictions.csv").exists():
+        return "", f"run {run_id} left no manifest.json and predictions.csv"
+    for what, key in (("input folder", "input"), ("model", "model_sha256"),
+                      ("configuration", "config_sha256")):
+        if getattr(state, key) != getattr(fresh, key):
+            return "", f"run {run_id} used another {what}"
+    return run_id, ""
+
+
+def _carried_rows(run_dir: Path, items: list[Item], columns: list[str]) -> dict[str, list]:
+    """Rows of an earlier run for the files that are still there, unchanged (same path, size and
+    modification time), keyed by path."""
+    current = {item.path: (str(item.size), str(item.mtime_ns)) for item in items}
+    rows = {}
+    with open_csv(run_dir / "predictions.csv") as f:
+        for row in csv.DictReader(f):
+            path = read_cell(row.get("path", ""))
+            if current.get(path) == (row.get("size"), row.get("mtime_ns")):
+                rows[path] = [row.get(c, "") for c in columns]
+    return rows
+
+
 def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
               device: torch.device, progress: Callable = no_progress, resume: bool = False,
-              stop: Callable[[], int] = lambda: 0) -> dict:
+              stop: Callable[[], int] = lambda: 0, only_new: bool = False) -> dict:
     """Predict every file under input_dir into run_dir; returns the summary row as a dict.
 
     Rows are committed every cfg.runtime.commit_batches batches (a part file, then the
     manifest), so a run killed at any instant keeps what it committed; with resume=True a run
     goes on from its last commit and ends with the same files as an uninterrupted one. `stop()`
-    is polled after each batch: a signal number there commits and raises Interrupted."""
+    is polled after each batch: a signal number there commits and raises Interrupted.
+    only_new: files unchanged since the last completed run of run_dir's root (same path, size
+    and modification time; same input, model and configuration) keep that run's rows."""
     clock = time.monotonic()
     items = list_inputs(input_dir, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)  # the job makes it, unique, under the lock
     state = _start_or_resume(run_dir, input_dir, items, ckpt, cfg, resume)
     if state.complete:
         raise ResumeError(f"run {run_dir.name} is already complete")
+    if state.attempts == 0 and only_new:
+        state.only_new = True
+        state.carried_from, why = _carry_source(run_dir.parent, state)
+        if why:
+            log.warning("--only-new: predicting every file, since %s", why)
     state.attempts += 1
     parts = run_dir / PARTS
     parts.mkdir(exist_ok=True)
@@ -184,17 +225,24 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
             orphan.unlink()
     codec = build_codec(ckpt.labels)
     length = ckpt.labels.length
+    columns = prediction_columns(length)
+    carry = (_carried_rows(run_dir.parent / state.carried_from, items, columns)
+             if state.carried_from else {})
+    todo_indices = [i for i in range(state.rows, len(items)) if items[i].path not in carry]
     dataset = CaptchaDataset(input_dir, items, codec, ckpt.image)
-    todo = dataset if state.rows == 0 else Subset(dataset, range(state.rows, len(items)))
-    loader = make_loader(todo, cfg.runtime.batch_size, cfg.runtime.workers, device)
-    log.info("run %s: %d files under %s%s; model %s (%s, sha256 %s); device %s, batch %d, "
+    loader = make_loader(Subset(dataset, todo_indices), cfg.runtime.batch_size,
+                         cfg.runtime.workers, device)
+    log.info("run %s: %d files under %s%s%s; model %s (%s, sha256 %s); device %s, batch %d, "
              "%d workers, %d torch threads", run_dir.name, len(items), input_dir,
-             f", resuming after {state.rows}" if state.rows else "", ckpt.path, ckpt.arch,
-             ckpt.sha256, device, loader.batch_size, loader.num_workers, torch.get_num_threads())
+             f", resuming after {state.rows}" if state.rows else "",
+             f", {len(carry)} unchanged since run {state.carried_from}" if state.carried_from
+             else "", ckpt.path, ckpt.arch, ckpt.sha256, device, loader.batch_size,
+             loader.num_workers, torch.get_num_threads())
     metrics = Metrics(**state.metrics) if state.metrics else Metrics()
     confusion = collections.Counter({(e, p): n for e, p, n in state.confusion})
     pending: list[list] = []
-    batches, last_commit = 0, clock
+    chunk = cfg.runtime.commit_batches * loader.batch_size
+    batches, last_commit, next_row = 0, clock, state.rows
 
     def commit() -> None:
         nonlocal batches, last_commit
@@ -212,26 +260,53 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
         pending.clear()
         batches = 0
 
+    def add_row(item: Item, predicted: str, confidence: float, resized: bool, row: list) -> None:
+        if item.label is not None:
+            confusion.update((e, p) for e, p in zip(item.label, predicted) if e != p)
+        state.resized += resized
+        state.confidence_sum += confidence
+        pending.append(row)
+
+    def carry_until(index: int) -> None:
+        """Rows carried over for the unchanged files before input position `index`."""
+        nonlocal next_row
+        for i in range(next_row, index):
+            row = carry[items[i].path]
+            record = dict(zip(columns, row))
+            metrics.images += 1
+            if record["status"] == "ok":
+                predicted = read_cell(record["prediction"])
+                metrics.add([items[i].label], [predicted])
+                add_row(items[i], predicted, float(record["confidence"]),
+                        record["resized"] == "1", row)
+            else:
+                metrics.errors += 1
+                pending.append(row)
+            state.carried += 1
+            if len(pending) >= chunk:
+                commit()
+        next_row = max(next_row, index)
+
     def on_batch(batch: dict, decoded: Decoded) -> None:
-        nonlocal batches
+        nonlocal batches, next_row
         confidence = decoded.confidence.tolist()
         probs = decoded.position_probs.tolist()
         for j, (index, error, resized) in enumerate(zip(batch["index"].tolist(), batch["error"],
                                                         batch["resized"].tolist())):
+            carry_until(index)
+            next_row = index + 1
             item = items[index]
+            stats = [item.size, item.mtime_ns]
             if error:
-                pending.append([item.path, item.label or "", "", "", "", "error", error, ""]
-                               + [""] * length)
+                pending.append([cell(item.path), cell(item.label or ""), "", "", "", "error",
+                                error, ""] + stats + [""] * length)
                 continue
             predicted = decoded.texts[j]
-            correct = ""
-            if item.label is not None:
-                correct = int(predicted == item.label)
-                confusion.update((e, p) for e, p in zip(item.label, predicted) if e != p)
-            state.resized += resized
-            state.confidence_sum += confidence[j]
-            pending.append([item.path, item.label or "", predicted, correct, _fmt(confidence[j]),
-                            "ok", "", int(resized)] + [_fmt(p) for p in probs[j]])
+            correct = "" if item.label is None else int(predicted == item.label)
+            add_row(item, predicted, confidence[j], resized,
+                    [cell(item.path), cell(item.label or ""), cell(predicted), correct,
+                     _fmt(confidence[j]), "ok", "", int(resized)] + stats
+                    + [_fmt(p) for p in probs[j]])
         batches += 1
         signum = stop()
         if batches >= cfg.runtime.commit_batches or signum:
@@ -241,6 +316,7 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
 
     evaluate(for_inference(ckpt.model), loader, codec, device, on_batch=on_batch,
              progress=progress, desc="predict", metrics=metrics)
+    carry_until(len(items))
     commit()
     return _finish(run_dir, input_dir, items, ckpt, device, state, metrics)
 
@@ -251,21 +327,22 @@ def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
     manifest's counts. Safe to repeat if a crash interrupts it."""
     length = ckpt.labels.length
     parts = run_dir / PARTS
-    with atomic_write(run_dir / "predictions.csv", "w") as out:
-        csv.writer(out).writerow(prediction_columns(length))
+    with atomic_write(run_dir / "predictions.csv") as out:  # bytes: the parts as written
+        out.write((",".join(prediction_columns(length)) + "\r\n").encode("utf-8"))
         for k in range(state.parts):
-            with open(parts / f"{k:06d}.csv", newline="", encoding="utf-8") as part:
+            with open(parts / f"{k:06d}.csv", "rb") as part:
                 shutil.copyfileobj(part, out)
     write_csv(run_dir / "confusion.csv", ["expected", "predicted", "count"],
-              sorted(state.confusion, key=lambda r: (-r[2], r[0], r[1])))
+              [[cell(e), cell(p), n] for e, p, n in
+               sorted(state.confusion, key=lambda r: (-r[2], r[0], r[1]))])
     labelled = sum(item.label is not None for item in items)
     decoded_ok = metrics.images - metrics.errors
     wall = state.seconds
     position = metrics.position_accuracy + [float("nan")] * (length - len(metrics.position_accuracy))
     summary = {
         "run_id": run_dir.name, "started_at": state.started_at,
-        "finished_at": utc_now().isoformat(timespec="seconds"), "input": str(input_dir),
-        "model": ckpt.path, "model_sha256": ckpt.sha256, "arch": ckpt.arch, "device": str(device),
+        "finished_at": utc_now().isoformat(timespec="seconds"), "input": cell(str(input_dir)),
+        "model": cell(ckpt.path), "model_sha256": ckpt.sha256, "arch": ckpt.arch, "device": str(device),
         "images": metrics.images, "labelled": labelled, "unlabelled": len(items) - labelled,
         "errors": metrics.errors, "resized": state.resized,
         "char_accuracy": _fmt(metrics.char_accuracy),
@@ -274,6 +351,8 @@ def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
         "mean_confidence": _fmt(state.confidence_sum / decoded_ok if decoded_ok else float("nan")),
         "images_per_second": f"{metrics.images / wall:.1f}" if wall else "",
         "wall_seconds": f"{wall:.2f}", "attempts": state.attempts,
+        "new": len(items) - state.carried, "carried": state.carried,
+        "carried_from": state.carried_from,
     }
     write_csv(run_dir / "summary.csv", summary_columns(length),
               [[summary[c] for c in summary_columns(length)]])
@@ -288,7 +367,7 @@ def last_completed_run(root: Path) -> dict | None:
     path = root / HISTORY
     if not path.exists():
         return None
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_csv(path) as f:
         rows = list(csv.DictReader(f))
     return rows[-1] if rows else None
 
@@ -336,7 +415,7 @@ def append_history(root: Path, summary: dict) -> bool:
     finish was interrupted after this step and then resumed)."""
     path = root / HISTORY
     if path.exists():
-        with open(path, newline="", encoding="utf-8") as f:
+        with open_csv(path) as f:
             if any(row.get("run_id") == summary["run_id"] for row in csv.DictReader(f)):
                 return False
     append_csv_row(path, list(summary), list(summary.values()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,31 +26,40 @@ from .labels import parse_label
 from .runtime import resolve_batch_size, resolve_workers
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     path: str                # relative to the scanned folder, '/'-separated
     label: str | None        # None: unlabelled
     unlabelled_why: str = ""  # LabelError.kind when label is None
+    size: int = 0            # bytes, and modification time in ns, when listed: what
+    mtime_ns: int = 0        # run_batch --only-new compares to tell a file unchanged
 
 
-def list_files(root: str | Path) -> list[str]:
-    """Every regular file under root, recursively, as sorted '/'-separated relative paths."""
-    root = Path(root)
+def _walk(root: Path) -> list[tuple[str, int, int]]:
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in filenames:
             full = os.path.join(dirpath, name)
-            if os.path.isfile(full):
-                found.append(Path(full).relative_to(root).as_posix())
+            try:
+                st = os.stat(full)
+            except OSError:  # vanished, or a broken link
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append((Path(full).relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
     return sorted(found)
+
+
+def list_files(root: str | Path) -> list[str]:
+    """Every regular file under root, recursively, as sorted '/'-separated relative paths."""
+    return [path for path, _, _ in _walk(Path(root))]
 
 
 def scan_folder(root: str | Path, labels: LabelConfig) -> list[Item]:
     items = []
-    for path in list_files(root):
+    for path, size, mtime_ns in _walk(Path(root)):
         label, why = parse_label(path, labels)
-        items.append(Item(path, label, why))
+        items.append(Item(path, label, why, size, mtime_ns))
     return items
 
 

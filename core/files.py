@@ -6,6 +6,9 @@
         writer.writerow(row)
     write_csv(path, header, rows)
     append_csv_row(path, header, row)          # e.g. a history that grows run by run
+    writer.writerow([cell(name), ...])         # text from outside (file names): formula-safe
+    with open_csv(path) as f: csv.DictReader(f)  # reading any of them back
+    name = read_cell(row["path"])              # and back
 
 The data goes to a temporary file beside the target, is flushed to disk, then renamed over it
 with os.replace, which is atomic on POSIX file systems.
@@ -26,7 +29,9 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     text = "b" not in mode
     try:
-        with open(tmp, mode, **({"encoding": "utf-8", "newline": ""} if text else {})) as f:
+        # surrogateescape: a file name that is not valid UTF-8 is written back as its own bytes
+        text_args = {"encoding": "utf-8", "errors": "surrogateescape", "newline": ""}
+        with open(tmp, mode, **(text_args if text else {})) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -58,7 +63,31 @@ def append_csv_row(path: str | Path, header: Sequence[str], row: Sequence) -> No
     path = Path(path)
     old: list[dict] = []
     if path.exists():
-        with open(path, newline="", encoding="utf-8") as f:
+        with open_csv(path) as f:
             old = list(csv.DictReader(f))
     rows = [[r.get(c, "") for c in header] for r in old] + [list(row)]
     write_csv(path, header, rows)
+
+
+def open_csv(path: str | Path):
+    """Open a CSV written here for reading (UTF-8; names that are not UTF-8 come back as the
+    same surrogate-escaped str that os.listdir gives)."""
+    return open(path, newline="", encoding="utf-8", errors="surrogateescape")
+
+
+# Cells a spreadsheet would run as a formula (OWASP, "CSV Injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(text: str) -> str:
+    """Text from outside (a file name) made safe to open in a spreadsheet: if it starts like a
+    formula it gets a leading single quote, as OWASP recommends. Text that already starts with
+    a quote gets one too, so read_cell can always undo it exactly."""
+    if text and (text[0] in _FORMULA_START or text[0] == "'"):
+        return "'" + text
+    return text
+
+
+def read_cell(text: str) -> str:
+    """The original text of a cell written with cell()."""
+    return text[1:] if text.startswith("'") else text

@@ -24,6 +24,7 @@ from core.batch import (InputError, Interrupted, ResumeError, Thresholds, append
                         last_completed_run, new_run_id, point_latest, quality_alerts, read_state,
                         run_batch)
 from core.checkpoint import CheckpointError, load_checkpoint
+from core.files import open_csv
 from core.lock import Locked, exclusive_lock
 from core.progress import no_progress, progress
 from jobs.common import (EXIT_ALERT, EXIT_LOCKED, add_config_arg, add_runtime_args, fail,
@@ -47,6 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true",
                    help="continue the run --run-id from its last commit (after a crash, kill or "
                         "SIGTERM); starts it if it does not exist")
+    p.add_argument("--only-new", action="store_true",
+                   help="predict only files that are new or changed since the last completed run "
+                        "(path, size, modification time); carry the other rows over")
     p.add_argument("--quiet", action="store_true",
                    help="for cron: only warnings and the one-line summary (run.log has it all)")
     p.add_argument("--min-accuracy", type=_fraction, default=None, metavar="X",
@@ -120,7 +124,8 @@ def _locked_run(args, input_dir: Path, root: Path, ckpt, cfg, device, limits: Th
     with log_to_file(run_dir / "run.log"), stop:
         try:
             summary = run_batch(input_dir, run_dir, ckpt, cfg, device, resume=args.resume,
-                                progress=no_progress if args.quiet else progress, stop=stop.get)
+                                progress=no_progress if args.quiet else progress, stop=stop.get,
+                                only_new=args.only_new)
         except InputError as exc:
             if created:
                 shutil.rmtree(run_dir)  # nothing was read; leave no run behind
@@ -166,7 +171,7 @@ class StopSignals:
 
 
 def read_csv_row(path: Path) -> dict:
-    with open(path, newline="", encoding="utf-8") as f:
+    with open_csv(path) as f:
         return next(csv.DictReader(f))
 
 
@@ -177,9 +182,12 @@ def _report(s: dict, run_dir: Path, quiet: bool) -> None:
         print(f"{s['images']} images, {s['errors']} errors, {accuracy}, "
               f"{s['images_per_second']} images/s: {run_dir}")
     else:
+        carried = (f"; {s['new']} new, {s['carried']} carried from run {s['carried_from']}"
+                   if s.get("carried_from") else "")
         print(f"{s['images']} images ({s['labelled']} labelled, {s['unlabelled']} unlabelled, "
-              f"{s['errors']} errors, {s['resized']} resized) in {float(s['wall_seconds']):.1f} s, "
-              f"{s['images_per_second']} images/s on {s['device']}")
+              f"{s['errors']} errors, {s['resized']} resized{carried}) in "
+              f"{float(s['wall_seconds']):.1f} s, {s['images_per_second']} images/s on "
+              f"{s['device']}")
         print(f"{accuracy}, mean confidence {float(s['mean_confidence']):.3f}")
         print(f"results: {run_dir}")
     sys.stdout.flush()

@@ -9,8 +9,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from core.batch import Thresholds, quality_alerts
+from core.checkpoint import save_checkpoint
+from core.labels import build_codec
+from core.models import ModelSpec, build_model
 from tests.conftest import ROOT, read_csv, run_batch
 
 HOLD_LOCK = ("import sys, time\n"
@@ -277,3 +281,54 @@ def test_resume_refuses_a_changed_input_and_skips_a_complete_run(tmp_path, many,
     proc = run_batch("--input", small_dir, "--output", tmp_path / "runs", "--model", model,
                      "--run-id", "x", "--resume")
     assert proc.returncode == 2 and "list of input files changed" in proc.stderr
+
+
+# --- only new files ---------------------------------------------------------------------------
+
+def test_only_new_predicts_new_and_changed_files_and_carries_the_rest(tmp_path, small_dir,
+                                                                     captcha_dir, model):
+    root = tmp_path / "runs"
+    assert run_batch("--input", small_dir, "--output", root, "--model", model,
+                     "--run-id", "n1").returncode == 0
+    extra = sorted(captcha_dir.iterdir())[20:23]
+    for p in extra:
+        os.link(p, small_dir / p.name)
+    touched = sorted(small_dir.iterdir())[0]
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+
+    proc = run_batch("--input", small_dir, "--output", root, "--model", model, "--run-id", "n2",
+                     "--only-new")
+    assert proc.returncode == 0, proc.stderr
+    assert "4 new, 11 carried from run n1" in proc.stdout
+    summary = read_csv(root / "n2" / "summary.csv")[0]
+    assert (summary["new"], summary["carried"], summary["carried_from"]) == ("4", "11", "n1")
+    # the result is the same as predicting everything again
+    assert run_batch("--input", small_dir, "--output", root, "--model", model,
+                     "--run-id", "n3").returncode == 0
+    carried, fresh = (read_csv(root / run / "predictions.csv") for run in ("n2", "n3"))
+    assert len(carried) == len(fresh) == 15
+    for a, b in zip(carried, fresh):  # the batches differ, so floats may differ in the last digit
+        floats = {"confidence"} | {k for k in a if re.fullmatch(r"p\d+", k)}
+        assert {k: v for k, v in a.items() if k not in floats} == \
+            {k: v for k, v in b.items() if k not in floats}
+        assert all(abs(float(a[k]) - float(b[k])) < 1e-5 for k in floats if a[k])
+    full = read_csv(root / "n3" / "summary.csv")[0]
+    for key in ("images", "labelled", "errors", "char_accuracy", "captcha_accuracy"):
+        assert summary[key] == full[key], key
+    assert full["carried"] == "0"
+
+
+def test_only_new_carries_nothing_from_a_run_with_another_model(tmp_path, small_dir, model, cfg):
+    root = tmp_path / "runs"
+    assert run_batch("--input", small_dir, "--output", root, "--model", model,
+                     "--run-id", "n1").returncode == 0
+    torch.manual_seed(1)
+    other = tmp_path / "other.pt"
+    net = build_model("seed-gap", ModelSpec.from_config(cfg.image, build_codec(cfg.labels)))
+    save_checkpoint(other, net, "seed-gap", cfg.labels, cfg.image, {})
+    proc = run_batch("--input", small_dir, "--output", root, "--model", other, "--run-id", "n2",
+                     "--only-new")
+    assert proc.returncode == 0, proc.stderr
+    assert "predicting every file, since run n1 used another model" in proc.stderr
+    summary = read_csv(root / "n2" / "summary.csv")[0]
+    assert (summary["new"], summary["carried"]) == ("12", "0")
