@@ -41,6 +41,7 @@ from .files import (append_csv_row, atomic_csv, atomic_write, cell, open_csv, re
 from .labels import Decoded, build_codec
 from .models import for_inference
 from .progress import no_progress
+from .review import coverage_columns, review_run
 
 HISTORY = "history.csv"
 MANIFEST = "manifest.json"
@@ -54,16 +55,18 @@ class InputError(ValueError):
 
 
 def prediction_columns(length: int) -> list[str]:
-    return (["path", "label", "prediction", "correct", "confidence", "status", "error", "resized",
-             "size", "mtime_ns"] + [f"p{i + 1}" for i in range(length)])
+    return (["path", "label", "prediction", "correct", "confidence", "label_probability",
+             "status", "error", "resized", "size", "mtime_ns"]
+            + [f"p{i + 1}" for i in range(length)])
 
 
-def summary_columns(length: int) -> list[str]:
+def summary_columns(length: int, coverage: tuple[float, ...]) -> list[str]:
     return (["run_id", "started_at", "finished_at", "input", "model", "model_sha256", "arch",
              "device", "images", "labelled", "unlabelled", "errors", "resized", "char_accuracy",
              "captcha_accuracy"] + [f"position{i + 1}_accuracy" for i in range(length)]
-            + ["mean_confidence", "images_per_second", "wall_seconds", "attempts", "new",
-               "carried", "carried_from"])
+            + ["mean_confidence", "ece", "temperature", "review", "suspects"]
+            + coverage_columns(coverage)
+            + ["images_per_second", "wall_seconds", "attempts", "new", "carried", "carried_from"])
 
 
 def utc_now() -> datetime.datetime:
@@ -90,6 +93,12 @@ def list_inputs(input_dir: Path, cfg: Config) -> list[Item]:
 
 def _fmt(x: float) -> str:
     return f"{x:.6f}"
+
+
+def _probability(x: float) -> str:
+    """Six significant digits, so that the tiny probabilities of wrong labels still rank;
+    empty for NaN (an unlabelled image)."""
+    return "" if math.isnan(x) else f"{x:.6g}"
 
 
 class Interrupted(Exception):
@@ -290,6 +299,7 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
     def on_batch(batch: dict, decoded: Decoded) -> None:
         nonlocal batches, next_row
         confidence = decoded.confidence.tolist()
+        label_probability = decoded.label_probability.tolist()
         probs = decoded.position_probs.tolist()
         for j, (index, error, resized) in enumerate(zip(batch["index"].tolist(), batch["error"],
                                                         batch["resized"].tolist())):
@@ -298,14 +308,15 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
             item = items[index]
             stats = [item.size, item.mtime_ns]
             if error:
-                pending.append([cell(item.path), cell(item.label or ""), "", "", "", "error",
+                pending.append([cell(item.path), cell(item.label or ""), "", "", "", "", "error",
                                 error, ""] + stats + [""] * length)
                 continue
             predicted = decoded.texts[j]
             correct = "" if item.label is None else int(predicted == item.label)
             add_row(item, predicted, confidence[j], resized,
                     [cell(item.path), cell(item.label or ""), cell(predicted), correct,
-                     _fmt(confidence[j]), "ok", "", int(resized)] + stats
+                     _fmt(confidence[j]), _probability(label_probability[j]), "ok", "",
+                     int(resized)] + stats
                     + [_fmt(p) for p in probs[j]])
         batches += 1
         signum = stop()
@@ -314,17 +325,18 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
         if signum:
             raise Interrupted(signum, state.rows, len(items))
 
-    evaluate(for_inference(ckpt.model), loader, codec, device, on_batch=on_batch,
+    evaluate(for_inference(ckpt.model, ckpt.temperature), loader, codec, device, on_batch=on_batch,
              progress=progress, desc="predict", metrics=metrics)
     carry_until(len(items))
     commit()
-    return _finish(run_dir, input_dir, items, ckpt, device, state, metrics)
+    return _finish(run_dir, input_dir, items, ckpt, cfg, device, state, metrics)
 
 
-def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
+def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint, cfg: Config,
             device: torch.device, state: RunState, metrics: Metrics) -> dict:
     """All rows committed: predictions.csv from the parts, confusion and summary from the
-    manifest's counts. Safe to repeat if a crash interrupts it."""
+    manifest's counts, the review files from predictions.csv. Safe to repeat if a crash
+    interrupts it."""
     length = ckpt.labels.length
     parts = run_dir / PARTS
     with atomic_write(run_dir / "predictions.csv") as out:  # bytes: the parts as written
@@ -335,6 +347,7 @@ def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
     write_csv(run_dir / "confusion.csv", ["expected", "predicted", "count"],
               [[cell(e), cell(p), n] for e, p, n in
                sorted(state.confusion, key=lambda r: (-r[2], r[0], r[1]))])
+    review = review_run(run_dir, cfg.review).summary()
     labelled = sum(item.label is not None for item in items)
     decoded_ok = metrics.images - metrics.errors
     wall = state.seconds
@@ -349,13 +362,16 @@ def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
         "captcha_accuracy": _fmt(metrics.captcha_accuracy),
         **{f"position{i + 1}_accuracy": _fmt(a) for i, a in enumerate(position)},
         "mean_confidence": _fmt(state.confidence_sum / decoded_ok if decoded_ok else float("nan")),
+        "temperature": f"{ckpt.temperature:.4f}",
+        **{k: v if isinstance(v, int) else _fmt(v) for k, v in review.items()},
         "images_per_second": f"{metrics.images / wall:.1f}" if wall else "",
         "wall_seconds": f"{wall:.2f}", "attempts": state.attempts,
         "new": len(items) - state.carried, "carried": state.carried,
         "carried_from": state.carried_from,
     }
-    write_csv(run_dir / "summary.csv", summary_columns(length),
-              [[summary[c] for c in summary_columns(length)]])
+    columns = summary_columns(length, cfg.review.coverage)
+    summary = {c: summary[c] for c in columns}
+    write_csv(run_dir / "summary.csv", columns, [list(summary.values())])
     state.complete = True
     _write_state(run_dir, state)
     shutil.rmtree(parts)

@@ -3,7 +3,7 @@
     save_checkpoint("models/default.pt", model, arch="seed-gap", labels=cfg.labels,
                     image=cfg.image, summary={...})
     ckpt = load_checkpoint("models/default.pt", labels=cfg.labels, image=cfg.image)
-    ckpt.model, ckpt.arch, ckpt.labels, ckpt.image, ckpt.summary, ckpt.sha256
+    ckpt.model, ckpt.arch, ckpt.labels, ckpt.image, ckpt.summary, ckpt.sha256, ckpt.temperature
 
 The file holds the weights plus everything needed to rebuild the model (architecture name,
 alphabet, length, image size, codec kind, format version) and the training summary, so loading
@@ -45,10 +45,11 @@ class Checkpoint:
     summary: dict[str, Any]
     path: str
     sha256: str
+    temperature: float = 1.0   # calibration: predict with logits / temperature (1: none fitted)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, arch: str, labels: LabelConfig,
-                    image: ImageConfig, summary: dict[str, Any]) -> None:
+                    image: ImageConfig, summary: dict[str, Any], temperature: float = 1.0) -> None:
     payload = {
         "format_version": FORMAT_VERSION,
         "arch": arch,
@@ -56,6 +57,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, arch: str, labels: Label
         "labels": dataclasses.asdict(labels),
         "image": dataclasses.asdict(image),
         "summary": summary,
+        "temperature": float(temperature),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
     with atomic_write(path) as f:
@@ -95,9 +97,12 @@ def load_checkpoint(path: str | Path, labels: LabelConfig | None = None,
     except (ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{path}: weights do not fit architecture "
                               f"{payload.get('arch')!r} ({str(exc).splitlines()[0]})") from None
+    temperature = payload.get("temperature", 1.0)
+    if not isinstance(temperature, float) or not temperature > 0:
+        raise CheckpointError(f"{path} has a damaged description (temperature {temperature!r})")
     model.to(device).eval()
     return Checkpoint(model, payload["arch"], ckpt_labels, ckpt_image, payload.get("summary", {}),
-                      str(path), hashlib.sha256(data).hexdigest())
+                      str(path), hashlib.sha256(data).hexdigest(), temperature)
 
 
 def _check_expected(path: Path, got_labels: LabelConfig, got_image: ImageConfig,

@@ -71,6 +71,15 @@ class GenerateConfig:
 
 
 @dataclass(frozen=True)
+class ReviewConfig:
+    threshold: float = 0.9
+    coverage: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95, 0.99)
+    calibration_bins: int = 15
+    max_suspects: int = 1000
+    gallery: int = 48
+
+
+@dataclass(frozen=True)
 class Config:
     labels: LabelConfig = field(default_factory=LabelConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
@@ -78,6 +87,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
 
 
 def load_config(path: str | Path | None = DEFAULT_CONFIG_PATH,
@@ -145,6 +155,11 @@ def _coerce(value: Any, expected: type, key: str, source: str) -> Any:
     # bool is an int in Python; a YAML `true` where a number belongs is a mistake, not a 1.
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if expected is tuple:  # a YAML list of numbers, e.g. review.coverage
+        if not isinstance(value, list) or not value or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{source}: '{key}' must be a list of numbers, got {_describe(value)}")
+        return tuple(float(v) for v in value)
     if isinstance(value, expected) and not (expected is not bool and isinstance(value, bool)):
         return value
     raise ConfigError(f"{source}: '{key}' must be {expected.__name__}, got {_describe(value)}")
@@ -175,7 +190,8 @@ def _check_values(cfg: Config) -> None:
     for key, value in (("labels.length", cfg.labels.length), ("image.height", cfg.image.height),
                        ("image.width", cfg.image.width), ("train.epochs", cfg.train.epochs),
                        ("train.batch_size", cfg.train.batch_size),
-                       ("runtime.commit_batches", cfg.runtime.commit_batches)):
+                       ("runtime.commit_batches", cfg.runtime.commit_batches),
+                       ("review.calibration_bins", cfg.review.calibration_bins)):
         if value < 1:
             raise bad(key, f"must be at least 1, got {value}")
     if cfg.runtime.batch_size == 0 or cfg.runtime.batch_size < -1:
@@ -190,6 +206,14 @@ def _check_values(cfg: Config) -> None:
         raise bad("train.lr", f"must be positive, got {cfg.train.lr}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.runtime.device):
         raise bad("runtime.device", f"must be auto, cpu, cuda or cuda:N, got {cfg.runtime.device!r}")
+    for key, value in (("review.threshold", cfg.review.threshold),
+                       *((f"review.coverage[{i}]", v) for i, v in enumerate(cfg.review.coverage))):
+        if not 0.0 <= value <= 1.0:
+            raise bad(key, f"must be a probability between 0 and 1, got {value}")
+    for key, value in (("review.max_suspects", cfg.review.max_suspects),
+                       ("review.gallery", cfg.review.gallery)):
+        if value < 0:
+            raise bad(key, f"must be 0 or more, got {value}")
     for key, value in (("runtime.workers", cfg.runtime.workers),
                        ("generate.workers", cfg.generate.workers)):
         if value < -1:

@@ -111,7 +111,7 @@ def evaluate(model: torch.nn.Module, loader: Iterable[dict], codec, device: torc
         targets = batch["target"].to(device, non_blocking=True)
         with _autocast(device):
             logits = model(images)
-        decoded = codec.decode(logits)
+        decoded = codec.decode(logits, targets)
         ok = [not e for e in batch["error"]]
         scored = (targets != IGNORE).all(1)
         if scored.any():

@@ -58,15 +58,21 @@ def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence])
 
 
 def append_csv_row(path: str | Path, header: Sequence[str], row: Sequence) -> None:
-    """Add one row to a CSV that may not exist yet, rewriting it atomically. Rows written under
-    an older header are kept, their missing columns left empty."""
+    """Add one row to a CSV that may not exist yet, rewriting it atomically. When the columns
+    changed (a new version, other settings), the file keeps every column it had and gains the
+    new ones; cells a row never had stay empty."""
     path = Path(path)
     old: list[dict] = []
+    columns = list(header)
     if path.exists():
         with open_csv(path) as f:
-            old = list(csv.DictReader(f))
-    rows = [[r.get(c, "") for c in header] for r in old] + [list(row)]
-    write_csv(path, header, rows)
+            reader = csv.DictReader(f)
+            old = list(reader)
+            known = list(reader.fieldnames or [])
+        columns = known + [c for c in header if c not in known]
+    new = dict(zip(header, row))
+    write_csv(path, columns, [["" if r.get(c) is None else r[c] for c in columns]
+                              for r in old + [new]])
 
 
 def open_csv(path: str | Path):

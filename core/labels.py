@@ -73,10 +73,14 @@ def check_label(text: str, cfg: LabelConfig) -> None:
 @dataclass
 class Decoded:
     """A batch of predictions: texts, the probability that each whole text is right (product of
-    the per-position top probabilities), and those per-position probabilities."""
+    the per-position top probabilities), those per-position probabilities, and, when the
+    targets were given, the probability the model gives the label itself (NaN if unlabelled):
+    near 0 when the model is sure the file name is wrong."""
     texts: list[str]
     confidence: torch.Tensor        # (B,)
     position_probs: torch.Tensor    # (B, positions)
+    label_probability: torch.Tensor | None = None   # (B,)
+    logits: torch.Tensor | None = None               # (B, steps, classes), as the model gave them
 
 
 class FixedLengthCodec:
@@ -123,12 +127,18 @@ class FixedLengthCodec:
         labelled = (targets != IGNORE).sum(0).clamp(min=1)
         return (per_position.sum(0) / labelled).sum()
 
-    def decode(self, logits: torch.Tensor) -> Decoded:
+    def decode(self, logits: torch.Tensor, targets: torch.Tensor | None = None) -> Decoded:
         probs = logits.float().softmax(-1)
         top, idx = probs.max(-1)
         alphabet = self.alphabet
         texts = ["".join(alphabet[i] for i in row) for row in idx.tolist()]
-        return Decoded(texts, top.prod(-1), top)
+        label_probability = None
+        if targets is not None:
+            targets = targets.to(probs.device)
+            of_label = probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1).prod(-1)
+            label_probability = torch.where((targets != IGNORE).all(1), of_label,
+                                            torch.full_like(of_label, float("nan")))
+        return Decoded(texts, top.prod(-1), top, label_probability, logits)
 
 
 def build_codec(cfg: LabelConfig) -> FixedLengthCodec:

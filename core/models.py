@@ -62,11 +62,17 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def for_inference(model: nn.Module) -> nn.Module:
+def for_inference(model: nn.Module, temperature: float = 1.0) -> nn.Module:
     """A copy of `model` for prediction only: in eval mode, each batch normalisation folded into
     the convolution before it (one pass over the activations fewer per layer; the outputs are the
-    same up to float rounding). The original stays trainable."""
+    same up to float rounding), and the calibration temperature folded into the heads (their
+    logits divided by it). The original stays trainable."""
     model = copy.deepcopy(model).eval()
+    if temperature != 1.0:
+        with torch.no_grad():
+            for head in model.heads:
+                head.weight /= temperature
+                head.bias /= temperature
     for module in model.modules():
         if isinstance(module, nn.Sequential):
             for i in range(len(module) - 1):

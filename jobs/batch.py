@@ -20,12 +20,13 @@ import signal
 import sys
 from pathlib import Path
 
-from core.batch import (InputError, Interrupted, ResumeError, Thresholds, append_history,
+from core.batch import (HISTORY, InputError, Interrupted, ResumeError, Thresholds, append_history,
                         last_completed_run, new_run_id, point_latest, quality_alerts, read_state,
                         run_batch)
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.files import open_csv
 from core.lock import Locked, exclusive_lock
+from core.report import write_report
 from core.progress import no_progress, progress
 from jobs.common import (EXIT_ALERT, EXIT_LOCKED, add_config_arg, add_runtime_args, fail,
                          job_config, job_device, log_to_file, setup_logging)
@@ -111,6 +112,7 @@ def _locked_run(args, input_dir: Path, root: Path, ckpt, cfg, device, limits: Th
     if state is not None and state.complete:
         summary = read_csv_row(run_dir / "summary.csv")
         if append_history(root, summary):  # its finish was cut short after the summary
+            _write_report(run_dir, root)
             point_latest(root, run_id)
         log.warning("run %s is already complete; nothing to do", run_id)
         return summary, []
@@ -136,6 +138,7 @@ def _locked_run(args, input_dir: Path, root: Path, ckpt, cfg, device, limits: Th
             log.warning("%s; continue with: --resume --run-id %s", exc, run_id)
             sys.exit(128 + exc.signum)
         append_history(root, summary)
+        _write_report(run_dir, root)
         point_latest(root, run_id)
         log.info("done: %s images, %s errors, captcha accuracy %s, %s images/s",
                  summary["images"], summary["errors"], summary["captcha_accuracy"],
@@ -144,6 +147,14 @@ def _locked_run(args, input_dir: Path, root: Path, ckpt, cfg, device, limits: Th
         for alert in alerts:
             log.warning("quality alert: %s", alert)
     return summary, alerts
+
+
+def _write_report(run_dir: Path, root: Path) -> None:
+    """report.html; the CSVs are already complete, so a failure here is logged, not fatal."""
+    try:
+        write_report(run_dir, root / HISTORY)
+    except Exception as exc:  # noqa: BLE001 - the run's results must not be lost to a chart
+        log.error("report.html not written: %s: %s", type(exc).__name__, exc)
 
 
 class StopSignals:

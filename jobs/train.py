@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from core.checkpoint import save_checkpoint
+from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from core.calibration import calibrate
 from core.config import Config, dump_config
 from core.data import CaptchaDataset, Item, make_loader, scan_folder
 from core.engine import Metrics, evaluate
@@ -27,6 +28,7 @@ from core.files import atomic_write, write_csv
 from core.labels import build_codec
 from core.models import ModelSpec, available_models, build_model, count_parameters
 from core.progress import progress
+from core.review import CorrectionsError, apply_corrections, read_corrections
 from core.training import EPOCH_COLUMNS, EpochResult, fit, split_items
 from jobs.common import (add_config_arg, add_runtime_args, fail, job_config, job_device,
                          setup_logging)
@@ -47,6 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"),
                    help="per-epoch learning-rate schedule (default: train.lr_schedule, constant)")
     p.add_argument("--test", default=None, help="folder to test the best epoch on at the end")
+    p.add_argument("--init", default=None, metavar="MODEL.pt",
+                   help="start from this checkpoint's weights (fine-tuning); its architecture "
+                        "is used, and it must read the config's alphabet, length and size")
+    p.add_argument("--corrections", default=None, metavar="FILE",
+                   help="CSV with path and corrected columns (a run's review.csv or "
+                        "suspect_labels.csv after review): those files are trained on with the "
+                        "corrected labels, always in the training split")
     add_config_arg(p)
     add_runtime_args(p)
     return p.parse_args(argv)
@@ -63,10 +72,15 @@ def test_row(m: Metrics) -> str:
             f"{m.captchas_correct} ({100 * m.captcha_accuracy:.2f} %)")
 
 
-def labelled_items(folder: str, cfg: Config) -> list[Item]:
+def labelled_items(folder: str, cfg: Config, corrections: dict[str, str]) -> list[Item]:
     if not Path(folder).is_dir():
         fail(f"input folder {folder} does not exist or is not a folder")
     items = scan_folder(folder, cfg.labels)
+    if corrections:
+        try:
+            items = apply_corrections(items, corrections, "--corrections")
+        except CorrectionsError as exc:
+            fail(str(exc))
     labelled = [i for i in items if i.label is not None]
     skipped = collections.Counter(i.unlabelled_why for i in items if i.label is None)
     if skipped:
@@ -78,6 +92,21 @@ def labelled_items(folder: str, cfg: Config) -> list[Item]:
     return labelled
 
 
+def initial_checkpoint(args: argparse.Namespace, cfg: Config) -> Checkpoint | None:
+    """The checkpoint --init names, refused (exit 2) if it does not fit the config or the
+    --arch asked for."""
+    if args.init is None:
+        return None
+    try:
+        init = load_checkpoint(args.init, labels=cfg.labels, image=cfg.image)
+    except CheckpointError as exc:
+        fail(str(exc))
+    if args.arch is not None and args.arch != init.arch:
+        fail(f"--arch {args.arch} differs from the architecture of --init {args.init} "
+             f"({init.arch}); leave --arch out to fine-tune it")
+    return init
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
@@ -86,14 +115,34 @@ def main(argv: list[str] | None = None) -> None:
                             "train.lr": args.lr, "train.lr_schedule": args.lr_schedule,
                             "runtime.device": args.device,
                             "runtime.workers": args.workers})
-    device = job_device(cfg)
+    device = job_device(cfg, share=False)
     if args.test and not Path(args.test).is_dir():  # found out now, not after hours of training
         fail(f"test folder {args.test} does not exist or is not a folder")
     codec = build_codec(cfg.labels)
-    train_items, val_items = split_items(labelled_items(args.input, cfg),
-                                         cfg.train.val_fraction, cfg.train.seed)
+    corrections = {}
+    if args.corrections:
+        try:
+            corrections = read_corrections(args.corrections, cfg.labels)
+        except CorrectionsError as exc:
+            fail(str(exc))
+    items = labelled_items(args.input, cfg, corrections)
+    try:
+        train_items, val_items = split_items([i for i in items if i.path not in corrections],
+                                             cfg.train.val_fraction, cfg.train.seed)
+    except ValueError as exc:
+        fail(f"{args.input}: {exc} (corrected files are never held out for validation)")
+    if corrections:  # what a person fixed is taught, not held out
+        train_items += [i for i in items if i.path in corrections]
+        print(f"{len(corrections)} corrected labels from {args.corrections}, all in the "
+              "training split")
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model.arch, ModelSpec.from_config(cfg.image, codec)).to(device)
+    init = initial_checkpoint(args, cfg)
+    if init is not None:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, arch=init.arch))
+        model = init.model.to(device)
+        print(f"starting from {init.path} (sha256 {init.sha256[:12]})")
+    else:
+        model = build_model(cfg.model.arch, ModelSpec.from_config(cfg.image, codec)).to(device)
     print(f"training {cfg.model.arch} ({count_parameters(model):,} parameters) on "
           f"{len(train_items)} images, validating on {len(val_items)}, device {device}")
 
@@ -109,10 +158,15 @@ def main(argv: list[str] | None = None) -> None:
                "val_images": len(val_items), "seed": cfg.train.seed,
                "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
                "lr_schedule": cfg.train.lr_schedule, "device": str(device)}
+    if init is not None:
+        summary["init"] = {"model": init.path, "sha256": init.sha256}
+    if corrections:
+        summary["corrections"] = {"file": str(args.corrections), "labels": len(corrections)}
 
     def save() -> None:
         summary["saved_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
-        save_checkpoint(output, model, cfg.model.arch, cfg.labels, cfg.image, summary)
+        save_checkpoint(output, model, cfg.model.arch, cfg.labels, cfg.image, summary,
+                        temperature=summary.get("calibration", {}).get("temperature", 1.0))
 
     def on_epoch(e: EpochResult, improved: bool) -> None:
         print(seed_row(e), flush=True)
@@ -124,12 +178,16 @@ def main(argv: list[str] | None = None) -> None:
 
     print("epoch\ttrain loss\tval loss\tchars ok (%)\tcaptchas ok (%)")
     start = time.monotonic()
-    result = fit(model, loader(train_items, args.input, True, cfg.train.batch_size),
-                 loader(val_items, args.input, False, cfg.runtime.batch_size), codec, device,
-                 cfg.train.epochs, cfg.train.lr, cfg.train.lr_schedule, on_epoch=on_epoch,
-                 progress=progress)
+    val_loader = loader(val_items, args.input, False, cfg.runtime.batch_size)
+    result = fit(model, loader(train_items, args.input, True, cfg.train.batch_size), val_loader,
+                 codec, device, cfg.train.epochs, cfg.train.lr, cfg.train.lr_schedule,
+                 on_epoch=on_epoch, progress=progress)
     model.load_state_dict(result.best_state)
     summary.update(train_seconds=time.monotonic() - start, **result.summary())
+    cal = calibrate(model, val_loader, codec, device, cfg.review.calibration_bins)
+    summary["calibration"] = cal
+    print(f"calibration on the validation split: temperature {cal['temperature']:.3f}, expected "
+          f"calibration error {cal['ece_before']:.2%} -> {cal['ece_after']:.2%}")
     save()
     with atomic_write(output.with_suffix(".config.yaml"), "w") as f:
         f.write(dump_config(cfg))

@@ -96,3 +96,15 @@ def test_cpu_workers_leave_cores_for_the_model(monkeypatch):
         assert runtime.share_cores(cpu, 8) == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_review_settings_are_checked(tmp_path):
+    cfg = load_config(write(tmp_path, "review:\n  coverage: [0.5, 1]\n  threshold: 0.75\n"))
+    assert cfg.review.coverage == (0.5, 1.0) and cfg.review.threshold == 0.75
+    for text, match in (("review:\n  coverage: [0.5, x]\n", r"'review\.coverage' must be a list"),
+                        ("review:\n  coverage: 0.5\n", r"'review\.coverage' must be a list"),
+                        ("review:\n  coverage: [0.5, 1.5]\n", r"'review\.coverage\[1\]'"),
+                        ("review:\n  threshold: 2\n", r"'review\.threshold' must be a prob"),
+                        ("review:\n  gallery: -1\n", r"'review\.gallery' must be 0 or more")):
+        with pytest.raises(ConfigError, match=match):
+            load_config(write(tmp_path, text))

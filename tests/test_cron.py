@@ -308,7 +308,8 @@ def test_only_new_predicts_new_and_changed_files_and_carries_the_rest(tmp_path, 
     carried, fresh = (read_csv(root / run / "predictions.csv") for run in ("n2", "n3"))
     assert len(carried) == len(fresh) == 15
     for a, b in zip(carried, fresh):  # the batches differ, so floats may differ in the last digit
-        floats = {"confidence"} | {k for k in a if re.fullmatch(r"p\d+", k)}
+        floats = ({"confidence", "label_probability"}
+                  | {k for k in a if re.fullmatch(r"p\d+", k)})
         assert {k: v for k, v in a.items() if k not in floats} == \
             {k: v for k, v in b.items() if k not in floats}
         assert all(abs(float(a[k]) - float(b[k])) < 1e-5 for k in floats if a[k])

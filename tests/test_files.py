@@ -32,3 +32,13 @@ def test_append_keeps_old_rows_under_a_newer_header(tmp_path):
     with open(path, newline="") as f:
         assert list(csv.reader(f)) == [["run", "acc", "speed"], ["r1", "0.5", ""],
                                        ["r2", "0.6", "100"]]
+
+
+def test_append_keeps_columns_a_newer_header_lacks(tmp_path):
+    # e.g. review.coverage changed between two nightly runs: nothing already written is lost
+    path = tmp_path / "history.csv"
+    append_csv_row(path, ["run", "accuracy_at_0.5", "n"], ["r1", "0.9", 0])
+    append_csv_row(path, ["run", "accuracy_at_0.8", "n"], ["r2", "0.95", 7])
+    with open(path, newline="") as f:
+        assert list(csv.reader(f)) == [["run", "accuracy_at_0.5", "n", "accuracy_at_0.8"],
+                                       ["r1", "0.9", "0", ""], ["r2", "", "7", "0.95"]]

@@ -85,3 +85,32 @@ def test_bad_config_exits_2_naming_the_key(tmp_path):
     proc = run("jobs.train", "--input", str(tmp_path), "--output", str(tmp_path / "m.pt"),
                "--config", str(tmp_path / "c.yaml"), ok=False)
     assert proc.returncode == 2 and "unknown key 'train.epochz'" in proc.stderr
+
+
+def test_init_fine_tunes_from_the_checkpoint_and_takes_its_architecture(trained, tmp_path, cfg):
+    tmp, model, _ = trained
+    before = load_checkpoint(model).summary["best"]["val_loss"]
+    tuned = tmp_path / "tuned.pt"
+    # A learning rate too small to move the weights: the first epoch must then validate like the
+    # checkpoint it starts from (same data, same seed, same split), not like a fresh network.
+    proc = run("jobs.train", "--input", str(tmp / "data"), "--output", str(tuned), "--init",
+               str(model), "--epochs", "1", "--seed", "1", "--lr", "1e-12", "--workers", "0")
+    assert f"starting from {model}" in proc.stdout
+    with open(tuned.with_suffix(".history.csv")) as f:
+        after = float(next(csv.DictReader(f))["val_loss"])
+    assert after == pytest.approx(before, rel=1e-3)
+    ckpt = load_checkpoint(tuned, labels=cfg.labels, image=cfg.image)
+    assert ckpt.arch == "seed"  # from the checkpoint, though the config names another network
+    assert ckpt.summary["init"]["sha256"] == load_checkpoint(model).sha256
+
+
+def test_init_refuses_another_arch_and_a_broken_model(trained, tmp_path):
+    tmp, model, _ = trained
+    proc = run("jobs.train", "--input", str(tmp / "data"), "--output", str(tmp_path / "m.pt"),
+               "--init", str(model), "--arch", "seed-gap", ok=False)
+    assert proc.returncode == 2 and "differs from the architecture" in proc.stderr
+    (tmp_path / "bad.pt").write_bytes(b"not a model")
+    proc = run("jobs.train", "--input", str(tmp / "data"), "--output", str(tmp_path / "m.pt"),
+               "--init", str(tmp_path / "bad.pt"), ok=False)
+    assert proc.returncode == 2 and "not a readable checkpoint" in proc.stderr
+    assert not (tmp_path / "m.pt").exists()

@@ -1,0 +1,113 @@
+"""Does confidence mean what it says? Expected calibration error, and temperature scaling.
+
+    bins = CalibrationBins(15); bins.add(confidences, corrects); bins.ece
+    temperature = fit_temperature(logits, targets, codec)     # on the validation split
+
+A prediction's confidence is the probability that the whole captcha is read right. Over
+labelled images, the expected calibration error (ECE) is the gap between confidence and
+accuracy, averaged over equal-width confidence bins weighted by how many predictions fall in
+each (Guo et al., 2017, "On Calibration of Modern Neural Networks"). Temperature scaling
+divides the logits by one scalar T fitted to minimise the validation loss: it changes no
+prediction, only how sure the model says it is.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import torch
+
+from .engine import evaluate
+from .labels import IGNORE
+
+
+@dataclass
+class CalibrationBins:
+    """Counts per equal-width confidence bin; fed a batch or a row at a time."""
+    bins: int
+    count: list[int] = field(default_factory=list)
+    confidence: list[float] = field(default_factory=list)   # sums
+    correct: list[int] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.count = self.count or [0] * self.bins
+        self.confidence = self.confidence or [0.0] * self.bins
+        self.correct = self.correct or [0] * self.bins
+
+    def add(self, confidences: Iterable[float], corrects: Iterable[bool]) -> None:
+        for conf, ok in zip(confidences, corrects):
+            k = min(int(conf * self.bins), self.bins - 1)
+            self.count[k] += 1
+            self.confidence[k] += conf
+            self.correct[k] += bool(ok)
+
+    @property
+    def total(self) -> int:
+        return sum(self.count)
+
+    @property
+    def ece(self) -> float:
+        """NaN without any labelled prediction."""
+        if not self.total:
+            return math.nan
+        return sum(abs(self.confidence[k] - self.correct[k]) for k in range(self.bins)) / self.total
+
+    def rows(self) -> list[list]:
+        """[bin low, bin high, predictions, mean confidence, accuracy] for each non-empty bin."""
+        return [[k / self.bins, (k + 1) / self.bins, n, self.confidence[k] / n, self.correct[k] / n]
+                for k, n in enumerate(self.count) if n]
+
+
+def scaled_ece(logits: torch.Tensor, targets: torch.Tensor, codec, temperature: float,
+               bins: int) -> float:
+    decoded = codec.decode(logits / temperature)
+    truth = [codec.label_of(t) for t in targets.tolist()]
+    calibration = CalibrationBins(bins)
+    calibration.add(decoded.confidence.tolist(), [p == t for p, t in zip(decoded.texts, truth)])
+    return calibration.ece
+
+
+def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, codec,
+                    bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """The T > 0 that minimises codec.loss(logits / T, targets): a one-dimensional convex
+    problem in log T, solved by golden-section search (exact, no learning rate to tune)."""
+    logits = logits.float()
+    lo, hi = math.log(bounds[0]), math.log(bounds[1])
+
+    def loss(log_t: float) -> float:
+        return codec.loss(logits / math.exp(log_t), targets).item()
+
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = lo + (1 - ratio) * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = loss(a), loss(b)
+    for _ in range(60):
+        if fa <= fb:
+            hi, b, fb = b, a, fa
+            a = lo + (1 - ratio) * (hi - lo)
+            fa = loss(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = loss(b)
+    return math.exp((lo + hi) / 2)
+
+
+def calibrate(model: torch.nn.Module, loader, codec, device: torch.device, bins: int) -> dict:
+    """Fit the temperature on `loader` (the validation split): {"temperature", "ece_before",
+    "ece_after", "images"}."""
+    logits, targets = [], []
+
+    def keep(batch: dict, decoded) -> None:
+        labelled = (batch["target"] != IGNORE).all(1)
+        ok = torch.tensor([not e for e in batch["error"]], dtype=torch.bool)
+        logits.append(decoded.logits.float().cpu()[labelled & ok])
+        targets.append(batch["target"][labelled & ok])
+
+    evaluate(model, loader, codec, device, on_batch=keep, desc="calibrate")
+    all_logits, all_targets = torch.cat(logits), torch.cat(targets)
+    temperature = fit_temperature(all_logits, all_targets, codec)
+    return {"temperature": temperature,
+            "ece_before": scaled_ece(all_logits, all_targets, codec, 1.0, bins),
+            "ece_after": scaled_ece(all_logits, all_targets, codec, temperature, bins),
+            "images": len(all_targets)}
