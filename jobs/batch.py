@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import csv
 import shutil
 import signal
@@ -188,7 +189,8 @@ def read_csv_row(path: Path) -> dict:
 
 def _report(s: dict, run_dir: Path, quiet: bool) -> None:
     accuracy = (f"captcha accuracy {float(s['captcha_accuracy']):.2%}, "
-                f"character accuracy {float(s['char_accuracy']):.2%}")
+                f"character accuracy {float(s['char_accuracy']):.2%}"
+                if not math.isnan(float(s["captcha_accuracy"])) else "not scored (no labelled image decoded)")
     if quiet:
         print(f"{s['images']} images, {s['errors']} errors, {accuracy}, "
               f"{s['images_per_second']} images/s: {run_dir}")

@@ -65,3 +65,17 @@ def test_report_renders_in_a_headless_browser(report, tmp_path):
     image = cv2.imread(str(shot))
     assert image is not None and image.shape[:2] == (2400, 1200)
     assert image.std() > 20  # text, thumbnails and charts, not a blank page
+
+
+def test_a_night_without_labels_is_reported_as_not_scored(tmp_path, captcha_dir, cfg):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k, path in enumerate(sorted(captcha_dir.iterdir())[:3]):
+        shutil.copy(path, folder / f"capture-{k}.png")  # no label in the name
+    proc = run_batch("--input", folder, "--output", tmp_path / "runs", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "not scored (no labelled image decoded)" in proc.stdout and "nan" not in proc.stdout
+    run = next(p for p in (tmp_path / "runs").iterdir() if p.is_dir())
+    assert len(read_csv(run / "review.csv")) == sum(
+        float(r["confidence"]) < cfg.review.threshold for r in read_csv(run / "predictions.csv"))
+    assert read_csv(run / "suspect_labels.csv") == [] and (run / "report.html").exists()
