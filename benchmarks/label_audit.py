@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import random
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.config import load_config  # noqa: E402
-from core.generator import generate_folder  # noqa: E402
+from core.generator import generate_folder, plant_wrong_labels  # noqa: E402
 
 
 def main() -> None:
@@ -39,15 +38,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     folder = work / "in"
     generate_folder(folder, args.count, seed=args.seed, labels=cfg.labels, image=cfg.image)
-    rng = random.Random(args.seed)
-    planted = set()
-    for path in rng.sample(sorted(folder.iterdir()), args.wrong):
-        label, rest = path.name.split(cfg.labels.separator, 1)
-        i = rng.randrange(len(label))
-        wrong = rng.choice([c for c in cfg.labels.alphabet if c != label[i]])
-        name = label[:i] + wrong + label[i + 1:] + cfg.labels.separator + rest
-        path.rename(folder / name)
-        planted.add(name)
+    planted = plant_wrong_labels(folder, args.wrong, args.seed, cfg.labels)
     subprocess.run([sys.executable, str(ROOT / "run_batch.py"), "--input", str(folder),
                     "--output", str(work / "runs"), "--run-id", "audit", "--model", args.model,
                     "--quiet"], check=True)

@@ -37,7 +37,7 @@ from .config import Config, dump_config
 from .data import CaptchaDataset, Item, make_loader, scan_folder
 from .engine import Metrics, evaluate
 from .files import (append_csv_row, atomic_csv, atomic_write, cell, open_csv, read_cell,
-                    write_csv)
+                    read_number, read_rows, write_csv)
 from .labels import Decoded, build_codec
 from .models import for_inference
 from .progress import no_progress
@@ -380,11 +380,7 @@ def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
 
 def last_completed_run(root: Path) -> dict | None:
     """The last summary row in ROOT/history.csv, or None before the first completed run."""
-    path = root / HISTORY
-    if not path.exists():
-        return None
-    with open_csv(path) as f:
-        rows = list(csv.DictReader(f))
+    rows = read_rows(root / HISTORY)
     return rows[-1] if rows else None
 
 
@@ -396,23 +392,16 @@ class Thresholds:
     max_error_rate: float | None = None  # unreadable files / all files, fraction 0-1
 
 
-def _number(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def quality_alerts(summary: dict, previous: dict | None, limits: Thresholds) -> list[str]:
     """What is wrong with a finished run, one line each; empty when all is well. A run without
     scored images (nothing labelled) cannot breach an accuracy threshold."""
     alerts = []
-    accuracy = _number(summary["captcha_accuracy"])
+    accuracy = read_number(summary["captcha_accuracy"])
     if limits.min_accuracy is not None and accuracy < limits.min_accuracy:
         alerts.append(f"captcha accuracy {accuracy:.2%} is below the minimum "
                       f"{limits.min_accuracy:.2%}")
     if limits.max_drop is not None and previous is not None:
-        before = _number(previous.get("captcha_accuracy"))
+        before = read_number(previous.get("captcha_accuracy"))
         drop = (before - accuracy) * 100
         if drop > limits.max_drop:
             alerts.append(f"captcha accuracy fell {drop:.2f} points, from {before:.2%} in run "

@@ -70,8 +70,8 @@ def scaled_ece(logits: torch.Tensor, targets: torch.Tensor, codec, temperature: 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, codec,
                     bounds: tuple[float, float] = (0.05, 20.0)) -> float:
-    """The T > 0 that minimises codec.loss(logits / T, targets): a one-dimensional convex
-    problem in log T, solved by golden-section search (exact, no learning rate to tune)."""
+    """The T > 0 that minimises codec.loss(logits / T, targets): the loss is convex in 1/T, so
+    unimodal in log T, and golden-section search finds it (no learning rate to tune)."""
     logits = logits.float()
     lo, hi = math.log(bounds[0]), math.log(bounds[1])
 
@@ -99,10 +99,9 @@ def calibrate(model: torch.nn.Module, loader, codec, device: torch.device, bins:
     logits, targets = [], []
 
     def keep(batch: dict, decoded) -> None:
-        labelled = (batch["target"] != IGNORE).all(1)
-        ok = torch.tensor([not e for e in batch["error"]], dtype=torch.bool)
-        logits.append(decoded.logits.float().cpu()[labelled & ok])
-        targets.append(batch["target"][labelled & ok])
+        labelled = (batch["target"] != IGNORE).all(1)  # unreadable files carry IGNORE too
+        logits.append(decoded.logits.float().cpu()[labelled])
+        targets.append(batch["target"][labelled])
 
     evaluate(model, loader, codec, device, on_batch=keep, desc="calibrate")
     all_logits, all_targets = torch.cat(logits), torch.cat(targets)

@@ -7,8 +7,10 @@
     write_csv(path, header, rows)
     append_csv_row(path, header, row)          # e.g. a history that grows run by run
     writer.writerow([cell(name), ...])         # text from outside (file names): formula-safe
-    with open_csv(path) as f: csv.DictReader(f)  # reading any of them back
+    with open_csv(path) as f: csv.DictReader(f)  # reading any of them back (streamed)
+    rows = read_rows(path, limit=10)           # or the first rows at once ([] if no file)
     name = read_cell(row["path"])              # and back
+    x = read_number(row["captcha_accuracy"])   # NaN for an empty or non-numeric cell
 
 The data goes to a temporary file beside the target, is flushed to disk, then renamed over it
 with os.replace, which is atomic on POSIX file systems.
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
+import math
 import os
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -73,6 +77,23 @@ def append_csv_row(path: str | Path, header: Sequence[str], row: Sequence) -> No
     new = dict(zip(header, row))
     write_csv(path, columns, [["" if r.get(c) is None else r[c] for c in columns]
                               for r in old + [new]])
+
+
+def read_rows(path: str | Path, limit: int | None = None) -> list[dict]:
+    """The rows of a CSV written here as dicts (at most `limit`); [] if the file is not there."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open_csv(path) as f:
+        return list(itertools.islice(csv.DictReader(f), limit))
+
+
+def read_number(text) -> float:
+    """A numeric cell, NaN if empty or not a number (e.g. an accuracy with nothing scored)."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def open_csv(path: str | Path):

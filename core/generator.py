@@ -3,6 +3,7 @@
     image = render_captcha("AB12", np.random.default_rng([seed, index]), height, width)
     written = generate_folder("data/train", count=8000, seed=1, labels=cfg.labels,
                               image=cfg.image, workers=-1)
+    wrong_names = plant_wrong_labels("data/audit", count=40, seed=1, labels=cfg.labels)
 
 The look, as the post and its 2016 predecessor show it: white serif characters whose size and
 case shape vary from character to character (some lower-case or small-caps glyphs; the label
@@ -88,6 +89,26 @@ def generate_folder(output: str | Path, count: int, seed: int, labels: LabelConf
             delayed(_write_range)(str(output), lo, hi, count, seed, labels, image)
             for lo, hi in chunks)
     return sum(done)
+
+
+def plant_wrong_labels(folder: str | Path, count: int, seed: int,
+                       labels: LabelConfig) -> set[str]:
+    """Rename `count` generated files of `folder` with one label character changed, as a typo or
+    an older solver would; returns their new names. How the label audit
+    (suspect_labels.csv) is measured and tested."""
+    import random
+
+    folder = Path(folder)
+    rng = random.Random(seed)
+    planted = set()
+    for name in rng.sample(sorted(os.listdir(folder)), count):
+        label, rest = name.split(labels.separator, 1)
+        i = rng.randrange(len(label))
+        wrong = rng.choice([c for c in labels.alphabet if c != label[i]])
+        new = label[:i] + wrong + label[i + 1:] + labels.separator + rest
+        os.rename(folder / name, folder / new)
+        planted.add(new)
+    return planted
 
 
 def preview_grid(images: list[np.ndarray], texts: list[str], columns: int = 3) -> np.ndarray:

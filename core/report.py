@@ -12,7 +12,6 @@ Charts are drawn by matplotlib (Agg backend, no display needed).
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import math
@@ -22,32 +21,13 @@ import cv2
 import numpy as np
 
 from .config import load_config
-from .files import atomic_write, open_csv, read_cell
+from .files import atomic_write, read_cell, read_number, read_rows
 
 CONFUSIONS_SHOWN = 15
 
 
-def _rows(path: Path, limit: int | None = None) -> list[dict]:
-    if not path.exists():
-        return []
-    with open_csv(path) as f:
-        rows = []
-        for row in csv.DictReader(f):
-            if limit is not None and len(rows) >= limit:
-                break
-            rows.append(row)
-    return rows
-
-
-def _num(text) -> float:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _pct(text) -> str:
-    x = _num(text)
+    x = read_number(text)
     return "–" if math.isnan(x) else f"{100 * x:.2f} %"
 
 
@@ -70,8 +50,8 @@ def trend_chart(history: list[dict]) -> str:
     fig = Figure(figsize=(9, 4.2))
     top, bottom = fig.subplots(2, 1, sharex=True)
     x = list(range(1, len(history) + 1))
-    accuracy = [100 * _num(r.get("captcha_accuracy")) for r in history]
-    speed = [_num(r.get("images_per_second")) for r in history]
+    accuracy = [100 * read_number(r.get("captcha_accuracy")) for r in history]
+    speed = [read_number(r.get("images_per_second")) for r in history]
     top.plot(x, accuracy, marker="o", color="#1f6feb")
     top.set_ylabel("captchas read (%)")
     top.grid(alpha=0.3)
@@ -92,12 +72,12 @@ def reliability_chart(calibration: list[dict]) -> str:
     fig = Figure(figsize=(4.2, 4.2))
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="#888", linestyle="--", linewidth=1, label="calibrated")
-    lows = [_num(r["low"]) for r in calibration]
-    widths = [_num(r["high"]) - _num(r["low"]) for r in calibration]
-    ax.bar(lows, [_num(r["accuracy"]) for r in calibration], width=widths, align="edge",
+    lows = [read_number(r["low"]) for r in calibration]
+    widths = [read_number(r["high"]) - read_number(r["low"]) for r in calibration]
+    ax.bar(lows, [read_number(r["accuracy"]) for r in calibration], width=widths, align="edge",
            edgecolor="#1f6feb", color="#1f6feb55", label="accuracy")
-    ax.plot([_num(r["mean_confidence"]) for r in calibration],
-            [_num(r["accuracy"]) for r in calibration], "o", color="#d97706", markersize=3,
+    ax.plot([read_number(r["mean_confidence"]) for r in calibration],
+            [read_number(r["accuracy"]) for r in calibration], "o", color="#d97706", markersize=3,
             label="mean confidence")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
@@ -156,7 +136,7 @@ document.documentElement.setAttribute('data-images-decoded',n+'/'+i.length);});"
 
 
 def build_report(run_dir: Path, history: Path) -> str:
-    summary = (_rows(run_dir / "summary.csv") or [{}])[0]
+    summary = (read_rows(run_dir / "summary.csv") or [{}])[0]
     review = load_config(run_dir / "config.yaml").review  # the settings the run used
     input_dir = Path(read_cell(summary.get("input", "")))
     position = sorted((k for k in summary if k.startswith("position") and
@@ -165,7 +145,7 @@ def build_report(run_dir: Path, history: Path) -> str:
              ("characters read", _pct(summary.get("char_accuracy"))),
              ("unreadable files", summary.get("errors")), ("labelled", summary.get("labelled")),
              ("to review", summary.get("review")), ("suspect labels", summary.get("suspects")),
-             ("mean confidence", f"{_num(summary.get('mean_confidence')):.3f}"),
+             ("mean confidence", f"{read_number(summary.get('mean_confidence')):.3f}"),
              ("calibration error", _pct(summary.get("ece"))),
              ("images / s", summary.get("images_per_second"))]
     parts = [
@@ -182,7 +162,7 @@ def build_report(run_dir: Path, history: Path) -> str:
             f"<div class=card><div class=v>{html.escape(str(v))}</div><div class=k>{k}</div></div>"
             for k, v in cards) + "</div>",
     ]
-    coverage = _rows(run_dir / "coverage.csv")
+    coverage = read_rows(run_dir / "coverage.csv")
     parts.append("<h2>Accuracy</h2><div class=row><div>")
     parts.append(_table(["position", "characters read"],
                         [[k[8:-9], _pct(summary[k])] for k in position]))
@@ -192,18 +172,18 @@ def build_report(run_dir: Path, history: Path) -> str:
     parts.append(f"<p class=sub>{html.escape(str(summary.get('review', '')))} predictions with a "
                  f"confidence below {review.threshold:g} are in <a href=review.csv>review.csv</a>"
                  " for a person to check.</p></div>")
-    calibration = _rows(run_dir / "calibration.csv")
+    calibration = read_rows(run_dir / "calibration.csv")
     if calibration:
         parts.append(f"<div><img class=chart alt='reliability diagram' src='{reliability_chart(calibration)}'>"
                      f"<div class=sub>Expected calibration error {_pct(summary.get('ece'))}, "
                      f"temperature {html.escape(summary.get('temperature', ''))}</div></div>")
     parts.append("</div>")
-    confusions = _rows(run_dir / "confusion.csv", CONFUSIONS_SHOWN)
+    confusions = read_rows(run_dir / "confusion.csv", CONFUSIONS_SHOWN)
     parts.append("<h2>Most frequent confusions</h2>")
     parts.append(_table(["expected", "read as", "count"],
                         [[html.escape(read_cell(r["expected"])), html.escape(read_cell(r["predicted"])),
                           r["count"]] for r in confusions]) if confusions else "<p>None.</p>")
-    suspects = _rows(run_dir / "suspect_labels.csv", review.gallery)
+    suspects = read_rows(run_dir / "suspect_labels.csv", review.gallery)
     parts.append(f"<h2>Misread captchas ({html.escape(str(summary.get('suspects', 0)))} in all; "
                  "the file names most likely wrong first — "
                  "<a href=suspect_labels.csv>suspect_labels.csv</a>)</h2><div class=gallery>")
@@ -214,10 +194,10 @@ def build_report(run_dir: Path, history: Path) -> str:
                  else "<div class=bad>(image no longer readable)</div>")
         parts.append(f"<div class=g>{image}<div>label <b>{html.escape(label)}</b> · read "
                      f"<b>{_marked(prediction, label)}</b> · confidence "
-                     f"{_num(r['confidence']):.3f}</div>"
+                     f"{read_number(r['confidence']):.3f}</div>"
                      f"<div class=path>{html.escape(read_cell(r['path']))}</div></div>")
     parts.append("</div>" if suspects else "<p>None.</p></div>")
-    runs = _rows(history)
+    runs = read_rows(history)
     if runs:
         parts.append(f"<h2>Over time ({len(runs)} runs)</h2>"
                      f"<img class=chart alt='accuracy and throughput over the runs' src='{trend_chart(runs)}'>")

@@ -25,7 +25,7 @@ from pathlib import Path
 from .calibration import CalibrationBins
 from .config import LabelConfig, ReviewConfig
 from .data import Item
-from .files import atomic_csv, open_csv, read_cell, write_csv
+from .files import atomic_csv, open_csv, read_cell, read_number, write_csv
 from .labels import LabelError, check_label, fold_case
 
 REVIEW_COLUMNS = ["path", "label", "prediction", "confidence", "corrected"]
@@ -38,13 +38,6 @@ CALIBRATION_COLUMNS = ["low", "high", "images", "mean_confidence", "accuracy"]
 def coverage_columns(thresholds: tuple[float, ...]) -> list[str]:
     """Summary columns for accuracy at coverage, e.g. coverage_at_0.9, accuracy_at_0.9."""
     return [f"{what}_at_{t:g}" for t in thresholds for what in ("coverage", "accuracy")]
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
 
 
 def _ratio(a: int, b: int) -> float:
@@ -89,7 +82,7 @@ def review_run(run_dir: Path, cfg: ReviewConfig) -> ReviewResult:
         for order, row in enumerate(csv.DictReader(f)):
             if row["status"] != "ok":
                 continue
-            confidence = _number(row["confidence"])
+            confidence = read_number(row["confidence"])
             if confidence < cfg.threshold:
                 review.writerow([row["path"], row["label"], row["prediction"], row["confidence"],
                                  ""])
@@ -105,7 +98,7 @@ def review_run(run_dir: Path, cfg: ReviewConfig) -> ReviewResult:
                     result.above_correct[k] += correct
             if not correct:
                 result.suspects += 1
-                p = _number(row.get("label_probability", ""))
+                p = read_number(row.get("label_probability", ""))
                 suspects.append((p if p == p else math.inf, -confidence, order,
                                  [row["path"], row["label"], row["prediction"], row["confidence"],
                                   row.get("label_probability", "")]))

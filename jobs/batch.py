@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import csv
 import shutil
 import signal
 import sys
@@ -25,7 +24,7 @@ from core.batch import (HISTORY, InputError, Interrupted, ResumeError, Threshold
                         last_completed_run, new_run_id, point_latest, quality_alerts, read_state,
                         run_batch)
 from core.checkpoint import CheckpointError, load_checkpoint
-from core.files import open_csv
+from core.files import read_number, read_rows
 from core.lock import Locked, exclusive_lock
 from core.report import write_report
 from core.progress import no_progress, progress
@@ -111,7 +110,7 @@ def _locked_run(args, input_dir: Path, root: Path, ckpt, cfg, device, limits: Th
     run_dir = root / run_id
     state = read_state(run_dir) if args.resume else None
     if state is not None and state.complete:
-        summary = read_csv_row(run_dir / "summary.csv")
+        summary = read_rows(run_dir / "summary.csv", limit=1)[0]
         if append_history(root, summary):  # its finish was cut short after the summary
             _write_report(run_dir, root)
             point_latest(root, run_id)
@@ -182,15 +181,11 @@ class StopSignals:
             signal.signal(sig, handler)
 
 
-def read_csv_row(path: Path) -> dict:
-    with open_csv(path) as f:
-        return next(csv.DictReader(f))
-
-
 def _report(s: dict, run_dir: Path, quiet: bool) -> None:
+    scored = not math.isnan(read_number(s["captcha_accuracy"]))
     accuracy = (f"captcha accuracy {float(s['captcha_accuracy']):.2%}, "
-                f"character accuracy {float(s['char_accuracy']):.2%}"
-                if not math.isnan(float(s["captcha_accuracy"])) else "not scored (no labelled image decoded)")
+                f"character accuracy {float(s['char_accuracy']):.2%}" if scored
+                else "not scored (no labelled image decoded)")
     if quiet:
         print(f"{s['images']} images, {s['errors']} errors, {accuracy}, "
               f"{s['images_per_second']} images/s: {run_dir}")

@@ -1,9 +1,10 @@
 import hashlib
+import os
 
 import numpy as np
 
 from core.config import ImageConfig, LabelConfig
-from core.generator import generate_folder, generate_one
+from core.generator import generate_folder, generate_one, plant_wrong_labels
 from core.images import read_image
 from core.labels import parse_label
 
@@ -51,3 +52,16 @@ def test_text_is_brighter_than_its_background(cfg):
     cols = (lum > 215).sum(0).nonzero()[0]
     assert cols.size > 0
     assert cols.mean() < 0.75 * cfg.image.width
+
+
+def test_planted_wrong_labels_differ_by_one_character(tmp_path, cfg):
+    generate_folder(tmp_path, 20, seed=5, labels=cfg.labels, image=cfg.image, workers=1)
+    before = set(os.listdir(tmp_path))
+    planted = plant_wrong_labels(tmp_path, 6, seed=1, labels=cfg.labels)
+    after = set(os.listdir(tmp_path))
+    assert len(planted) == 6 and planted <= after and len(after) == 20
+    for new in planted:
+        label, rest = new.split(cfg.labels.separator, 1)
+        old = next(n for n in before - after if n.endswith(cfg.labels.separator + rest))
+        assert sum(a != b for a, b in zip(label, old.split(cfg.labels.separator)[0])) == 1
+        assert set(label) <= set(cfg.labels.alphabet)

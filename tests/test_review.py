@@ -2,7 +2,6 @@
 calibration."""
 import math
 import os
-import random
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ from core.calibration import CalibrationBins, calibrate, fit_temperature, scaled
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.config import LabelConfig
 from core.data import CaptchaDataset, make_loader, scan_folder
-from core.generator import generate_folder
+from core.generator import generate_folder, plant_wrong_labels
 from core.labels import build_codec
 from core.models import for_inference
 from tests.conftest import ROOT, read_csv, run_batch
@@ -25,15 +24,7 @@ def audited(tmp_path_factory, cfg):
     tmp = tmp_path_factory.mktemp("audit")
     folder = tmp / "in"
     generate_folder(folder, 500, seed=91, labels=cfg.labels, image=cfg.image, workers=1)
-    rng = random.Random(3)
-    planted = set()
-    for name in rng.sample(sorted(os.listdir(folder)), 10):
-        label, rest = name.split(cfg.labels.separator, 1)
-        i = rng.randrange(len(label))
-        wrong = rng.choice([c for c in cfg.labels.alphabet if c != label[i]])
-        new = label[:i] + wrong + label[i + 1:] + cfg.labels.separator + rest
-        os.rename(folder / name, folder / new)
-        planted.add(new)
+    planted = plant_wrong_labels(folder, 10, seed=3, labels=cfg.labels)
     (folder / "unlabelled.png").write_bytes((folder / sorted(os.listdir(folder))[0]).read_bytes())
     proc = run_batch("--input", folder, "--output", tmp / "runs", "--run-id", "r", "--quiet")
     assert proc.returncode == 0, proc.stderr
