@@ -1,14 +1,17 @@
 """Batch-runner throughput against the seed post's own pipeline, side by side in one run.
 
     python benchmarks/batch_speed.py --input DIR [--model models/default.pt] [--limit 5000]
+                                     [--rounds 3]
 
-Measured on the same images:
+Measured on the same images, alternately, --rounds times each (a shared machine's speed drifts
+over minutes; alternating puts both pipelines under the same drift, the median ratio sums up):
 - seed: the post's pipeline as published: glob, per-item cv2.imread, division by 255 into
   float64, its ToTensor (transpose, .float()), DataLoader batch 32 without workers, its Model2;
-- runner: `run_batch` itself, the whole pass (listing, decoding, inference, writing the CSVs);
-- bounds: decode only (our dataset through the runner's DataLoader, no model) and model only
-  (the model on batches already in memory).
-Prints a Markdown table for docs/performance.md, with the ratio runner / seed.
+- runner: `run_batch.py` itself, started as cron starts it, and its own images_per_second (the
+  whole pass: listing, decoding, inference, writing the CSVs);
+- bounds, once at the end: decode only (our dataset through the runner's DataLoader, no model)
+  and model only (the model on batches already in memory), with the runner's settings.
+Prints Markdown for docs/performance.md.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import glob
 import os
 import platform
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,16 +30,17 @@ from pathlib import Path
 import cv2
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from core.batch import run_batch  # noqa: E402
 from core.checkpoint import load_checkpoint  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.data import CaptchaDataset, make_loader, scan_folder  # noqa: E402
+from core.files import read_rows  # noqa: E402
 from core.labels import build_codec  # noqa: E402
 from core.models import for_inference  # noqa: E402
-from core.runtime import (available_cores, resolve_batch_size, resolve_device,  # noqa: E402
-                          resolve_workers, share_cores)
+from core.runtime import (available_cores, keep_freed_memory, resolve_batch_size,  # noqa: E402
+                          resolve_device, resolve_workers, share_cores)
 
 
 class SeedModel2(torch.nn.Module):
@@ -86,11 +92,26 @@ def seed_pipeline(folder: Path, classes: int, steps: int) -> float:
     return n / (time.monotonic() - start)
 
 
+def runner_pass(data: Path, runs: Path, run_id: str, args: argparse.Namespace) -> float:
+    """One `run_batch.py` run as users start it (a process of its own, so the runner's process
+    settings never touch the seed pipeline's); its own images_per_second: the whole pass from
+    listing to the last CSV, without Python's start-up and the model's loading."""
+    command = [sys.executable, str(ROOT / "run_batch.py"), "--input", str(data),
+               "--output", str(runs), "--run-id", run_id, "--model", args.model,
+               "--device", args.device, "--quiet"]
+    if args.workers is not None:
+        command += ["--workers", str(args.workers)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return float(read_rows(runs / run_id / "summary.csv")[0]["images_per_second"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", required=True, help="folder of PNG captchas (flat)")
     parser.add_argument("--model", default="models/default.pt")
     parser.add_argument("--limit", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="seed pipeline and runner alternately, this many times each")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader workers for the runner (default: runtime.workers)")
@@ -100,7 +121,8 @@ def main() -> None:
     ckpt = load_checkpoint(args.model, labels=cfg.labels, image=cfg.image, device=device)
     codec = build_codec(ckpt.labels)
 
-    # Work on a copy holding exactly `limit` images, so every pipeline reads the same files.
+    # Work on a copy holding exactly `limit` images, so every pipeline reads the same files;
+    # flushed to disk first, so that no pass pays for writing the copy back.
     work = Path(tempfile.mkdtemp(prefix="batchbench-"))
     try:
         src = sorted(Path(args.input).glob("*.png"))[:args.limit]
@@ -108,20 +130,26 @@ def main() -> None:
         data.mkdir()
         for p in src:
             shutil.copy(p, data / p.name)
+        os.sync()
         n = len(src)
-        seed_threads = torch.get_num_threads()
-        seed = seed_pipeline(data, codec.output_classes, codec.output_steps)
-
-        threads = share_cores(device, cfg.runtime.workers)  # as jobs/batch.py does
         print(f"machine: {platform.machine()}, {available_cores()} cores, device {device}, "
-              f"torch {torch.__version__}, {n} images; seed pipeline: {seed_threads} torch "
-              f"threads; runner: {resolve_workers(cfg.runtime.workers, device)} workers, "
-              f"{threads} torch threads, batch {resolve_batch_size(cfg.runtime.batch_size, device)}")
+              f"torch {torch.__version__}, {n} images; seed pipeline: "
+              f"{torch.get_num_threads()} torch threads; runner: "
+              f"{resolve_workers(cfg.runtime.workers, device)} workers, batch "
+              f"{resolve_batch_size(cfg.runtime.batch_size, device)}, model {args.model}")
+        print("| round | seed pipeline (post's code) | run_batch, whole pass | vs seed |\n"
+              "|---:|---:|---:|---:|")
+        ratios = []
+        for r in range(args.rounds):
+            seed = seed_pipeline(data, codec.output_classes, codec.output_steps)
+            runner = runner_pass(data, work / "runs", f"round{r}", args)
+            ratios.append(runner / seed)
+            print(f"| {r + 1} | {seed:.0f} | {runner:.0f} | {runner / seed:.2f}x |", flush=True)
+        print(f"median ratio: {statistics.median(ratios):.2f}x")
 
-        start = time.monotonic()
-        run_batch(data, work / "runs" / "bench", ckpt, cfg, device)
-        runner = n / (time.monotonic() - start)
-
+        # The bounds, in this process, set up as jobs/batch.py sets up the runner's.
+        keep_freed_memory()
+        threads = share_cores(device, cfg.runtime.workers)
         items = scan_folder(data, cfg.labels)
         loader = make_loader(CaptchaDataset(data, items, codec, ckpt.image),
                              cfg.runtime.batch_size, cfg.runtime.workers, device)
@@ -139,11 +167,8 @@ def main() -> None:
         model_only = n / (time.monotonic() - start)
     finally:
         shutil.rmtree(work)
-
-    print("| pipeline | images/s | vs seed |\n|---|---:|---:|")
-    for name, rate in (("seed pipeline (post's code)", seed), ("run_batch, whole pass", runner),
-                       ("bound: decode only", decode), ("bound: model only", model_only)):
-        print(f"| {name} | {rate:.0f} | {rate / seed:.2f}x |")
+    print(f"bounds: decode only {decode:.0f} images/s ({loader.num_workers} workers), "
+          f"model only {model_only:.0f} images/s ({threads} torch threads)")
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ class RuntimeConfig:
     device: str = "auto"
     batch_size: int = -1
     workers: int = -1
-    commit_batches: int = 8
+    commit_batches: int = 32
 
 
 @dataclass(frozen=True)

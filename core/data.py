@@ -37,8 +37,12 @@ class Item:
 
 def _walk(root: Path) -> list[tuple[str, int, int]]:
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    top = str(root)
+    for dirpath, dirnames, filenames in os.walk(top):
         dirnames.sort()
+        # Relative folder with '/' separators, by string (pathlib per file is slow on big folders).
+        folder = os.path.relpath(dirpath, top).replace(os.sep, "/")
+        prefix = "" if folder == "." else folder + "/"
         for name in filenames:
             full = os.path.join(dirpath, name)
             try:
@@ -46,7 +50,7 @@ def _walk(root: Path) -> list[tuple[str, int, int]]:
             except OSError:  # vanished, or a broken link
                 continue
             if stat.S_ISREG(st.st_mode):
-                found.append((Path(full).relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+                found.append((prefix + name, st.st_size, st.st_mtime_ns))
     return sorted(found)
 
 

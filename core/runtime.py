@@ -4,9 +4,11 @@
     workers = resolve_workers(cfg.runtime.workers, device)  # -1 -> what suits the device
     share_cores(device, cfg.runtime.workers)          # CPU: torch threads on the cores left
     batch = resolve_batch_size(cfg.runtime.batch_size, device)  # -1 -> what suits the device
+    keep_freed_memory()                               # glibc: no page faults per batch
 """
 from __future__ import annotations
 
+import ctypes
 import os
 
 import torch
@@ -63,3 +65,30 @@ def resolve_batch_size(batch_size: int, device: torch.device) -> int:
     if batch_size > 0:
         return batch_size
     return AUTO_BATCH_SIZE.get(device.type, AUTO_BATCH_SIZE["cpu"])
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+# Blocks up to this size come from the heap and are reused (glibc's largest mmap threshold on
+# 64-bit); freed heap memory is returned to the system only beyond the trim threshold.
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 512 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep and reuse freed memory instead of handing it back to the system.
+
+    A CPU forward pass allocates and frees megabytes of activations per layer and batch. By
+    default glibc serves such blocks with fresh mmap()s (or trims them off the heap when freed),
+    so every batch page-faults its activations in again: on the 2-core box, seed-pos inference at
+    batch 32 took 6,900 page faults and 660-710 us per image, against none and 360-390 us with
+    this setting (docs/performance.md). PyTorch's CPU tuning guide gives the same advice through
+    jemalloc or tcmalloc; this needs neither. Returns False where the C library is not glibc
+    (nothing changes there). Memory held stays bounded by the peak of one batch's work."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without mallopt)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))

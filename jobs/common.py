@@ -13,7 +13,7 @@ from typing import Any, Iterator, NoReturn
 import torch
 
 from core.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from core.runtime import resolve_device, share_cores
+from core.runtime import keep_freed_memory, resolve_device, share_cores
 
 EXIT_USAGE = 2    # bad usage, configuration, input folder or model
 EXIT_ALERT = 3    # the run finished and wrote everything, but a quality threshold was breached
@@ -54,7 +54,9 @@ def job_device(cfg: Config, share: bool = True) -> torch.device:
     """The device the settings ask for (exit 2 if it is not there). On CPU with share=True
     (prediction, where decoding is a large part of the work) torch's threads get the cores the
     decoding workers leave free; training, where the backward pass dominates, keeps them all
-    (seed-pos training on the 2-core box: 4.7 batches/s with 1 thread, 7.3 with 2)."""
+    (seed-pos training on the 2-core box: 4.7 batches/s with 1 thread, 7.3 with 2). Either
+    way freed memory is kept for the next batch (core.runtime.keep_freed_memory)."""
+    keep_freed_memory()
     try:
         device = resolve_device(cfg.runtime.device)
     except ValueError as exc:
