@@ -37,7 +37,7 @@ DEFAULT_MODEL = ROOT / "models" / "default.pt"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     p.add_argument("--input", required=True, help="folder of captcha images (walked recursively)")
     p.add_argument("--output", default="runs", help="root folder of all runs (default: runs)")
     p.add_argument("--run-id", default=None,
