@@ -41,11 +41,13 @@ def _faults_per_batch(mode: str) -> tuple[str, float]:
 
 
 def test_kept_memory_stops_page_faults_per_batch():
-    _, default = _faults_per_batch("default")
+    # Whether glibc's defaults fault depends on the heap's history (seen: 6,909, 1,409 or 0 per
+    # batch in fresh processes), so each arm runs three times and the worst case counts.
+    default = max(_faults_per_batch("default")[1] for _ in range(3))
     if default < 1000:
-        pytest.skip(f"this C library does not fault per batch by default ({default:.0f} faults)")
-    kept, faults = _faults_per_batch("keep")
-    assert kept == "True"
+        pytest.skip(f"this C library did not fault per batch by default ({default:.0f} faults)")
+    kept = [_faults_per_batch("keep") for _ in range(3)]
+    assert all(flag == "True" for flag, _ in kept)
     # A batch's activations are tens of megabytes: thousands of 4 KiB pages faulted in per batch
     # when freed memory goes back to the system, almost none when it is kept.
-    assert faults < default / 20, (faults, default)
+    assert max(faults for _, faults in kept) < 500, (kept, default)
