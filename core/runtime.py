@@ -81,10 +81,10 @@ def keep_freed_memory() -> bool:
     A CPU forward pass allocates and frees megabytes of activations per layer and batch. By
     default glibc serves such blocks with fresh mmap()s (or trims them off the heap when freed),
     so every batch page-faults its activations in again: on the 2-core box, seed-pos inference at
-    batch 32 took 6,900 page faults and 660-710 us per image, against none and 360-390 us with
-    this setting (docs/performance.md). PyTorch's CPU tuning guide gives the same advice through
-    jemalloc or tcmalloc; this needs neither. Returns False where the C library is not glibc
-    (nothing changes there). Memory held stays bounded by the peak of one batch's work."""
+    batch 32 took 5,200-5,500 page faults and 690-720 us per image, against about none and
+    430 us with this setting (benchmarks/page_faults.py, docs/performance.md). PyTorch's CPU
+    tuning guide gives the same advice through jemalloc or tcmalloc; this needs neither. Returns
+    False where the C library is not glibc (nothing changes there). Memory held stays bounded by the peak of one batch's work."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without mallopt)
