@@ -16,7 +16,7 @@ def test_parameter_counts_match_the_seed_post(arch, params):
     assert count_parameters(build_model(arch, spec_for())) == params
 
 
-@pytest.mark.parametrize("arch", ["seed", "seed-gap", "seed-pos"])
+@pytest.mark.parametrize("arch", ["seed", "seed-gap", "seed-pos", "wide-pos"])
 def test_output_shape_follows_alphabet_length_and_size(arch):
     labels = LabelConfig(alphabet="0123456789", length=6, case="none")
     image = ImageConfig(height=64, width=200)
@@ -32,26 +32,37 @@ def test_models_take_uint8_and_normalise_inside():
         assert torch.isfinite(model(x)).all()
 
 
-def test_too_small_input_is_refused_clearly():
-    with pytest.raises(ValueError, match="needs a larger input than 20x60"):
-        build_model("seed-gap", spec_for(image=ImageConfig(height=20, width=60)))
+@pytest.mark.parametrize("arch, smallest", [("seed-gap", "20x60"), ("wide-pos", "30x30")])
+def test_too_small_input_is_refused_clearly(arch, smallest):
+    height, width = map(int, smallest.split("x"))
+    with pytest.raises(ValueError, match=f"model {arch!r} needs a larger input than "):
+        build_model(arch, spec_for(image=ImageConfig(height=height, width=width)))
 
 
 def test_unknown_architecture_lists_the_available_ones():
-    with pytest.raises(ValueError, match="available: seed, seed-gap, seed-pos"):
+    with pytest.raises(ValueError, match="available: seed, seed-gap, seed-pos, wide-pos"):
         build_model("resnet", spec_for())
-    assert {"seed", "seed-gap", "seed-pos"} <= set(available_models())
+    assert {"seed", "seed-gap", "seed-pos", "wide-pos"} <= set(available_models())
 
 
-def test_seed_pos_heads_see_columns_not_one_global_average():
-    # Each head reads 2 columns per output position of the 128-channel map, not one average.
-    model = build_model("seed-pos", spec_for())
-    assert model.heads[0].in_features == 2 * 4 * 128
+@pytest.mark.parametrize("arch, channels", [("seed-pos", 128), ("wide-pos", 192)])
+def test_pos_heads_see_columns_not_one_global_average(arch, channels):
+    # Each head reads 2 columns per output position of the last map, not one average.
+    model = build_model(arch, spec_for())
+    assert model.heads[0].in_features == 2 * 4 * channels
 
 
-def test_for_inference_folds_batchnorm_without_changing_outputs():
+def test_wide_pos_smallest_input_still_builds():
+    # 31x31 leaves 16x16 after the stride-2 stem and 1x1 after four poolings: the smallest
+    # it accepts (30x30 is refused, above).
+    model = build_model("wide-pos", spec_for(image=ImageConfig(height=31, width=31)))
+    assert model(torch.zeros(1, 3, 31, 31, dtype=torch.uint8)).shape == (1, 4, 36)
+
+
+@pytest.mark.parametrize("arch", ["seed-pos", "wide-pos"])
+def test_for_inference_folds_batchnorm_without_changing_outputs(arch):
     torch.manual_seed(0)
-    model = build_model("seed-pos", spec_for())
+    model = build_model(arch, spec_for())
     for module in model.modules():  # trained-looking statistics, not the identity defaults
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-1, 1)
@@ -74,6 +85,18 @@ def test_maxpool2x2_equals_torch_maxpool(shape, channels_last):
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     assert torch.equal(MaxPool2x2()(x), torch.nn.MaxPool2d(2, 2)(x))
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_maxpool2x2_training_path_equals_inference_path(channels_last):
+    x = torch.randn(4, 8, 23, 71)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        inference = MaxPool2x2()(x)
+    training = MaxPool2x2()(x.clone().requires_grad_())
+    assert training.requires_grad
+    assert torch.equal(training.detach(), inference)
 
 
 def test_maxpool2x2_passes_gradient_to_the_maxima_only():
