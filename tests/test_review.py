@@ -1,5 +1,6 @@
 """What a person reads after a run: the label audit, the review queue, accuracy at coverage,
 calibration."""
+import copy
 import math
 import os
 
@@ -93,14 +94,15 @@ def test_calibration_repairs_a_deliberately_overconfident_model(tmp_path, cfg):
     codec = build_codec(cfg.labels)
     loader = make_loader(CaptchaDataset(tmp_path, scan_folder(tmp_path, cfg.labels), codec,
                                         cfg.image), 64, 0, torch.device("cpu"))
+    bundled = load_checkpoint(BUNDLED, labels=cfg.labels, image=cfg.image).model
     fits = {}
     for factor in (1, 8):
-        ckpt = load_checkpoint(BUNDLED, labels=cfg.labels, image=cfg.image)
+        model = copy.deepcopy(bundled)
         with torch.no_grad():
-            for head in ckpt.model.heads:
+            for head in model.heads:
                 head.weight *= factor
                 head.bias *= factor
-        fits[factor] = calibrate(ckpt.model, loader, codec, torch.device("cpu"), 15)
+        fits[factor] = calibrate(model, loader, codec, torch.device("cpu"), 15)
     plain, hot = fits[1], fits[8]
     assert hot["images"] == 500
     assert hot["temperature"] == pytest.approx(8 * plain["temperature"], rel=0.05)
