@@ -4,8 +4,8 @@
     image, resized = decode_image(data, height, width)
 
 Whatever OpenCV decodes is accepted: PNG, JPEG, BMP, WebP, TIFF; grayscale, alpha (dropped) and
-16-bit (scaled to 8). Colour order is fixed here, once: OpenCV decodes BGR and we convert to RGB,
-so every array and tensor in this package is RGB. A file that cannot be used raises ImageError
+16-bit (scaled to 8). Colour order is fixed here, once: OpenCV is asked for RGB (its default is
+BGR), so every array and tensor in this package is RGB. A file that cannot be used raises ImageError
 with a short reason fit for a report row ("empty file", "truncated PNG", "not an image").
 """
 from __future__ import annotations
@@ -24,6 +24,8 @@ _SIGNATURES = (
     (b"MM\x00*", "TIFF"),
 )
 _JPEG_END = b"\xff\xd9"
+# EXIF orientation is ignored, as IMREAD_UNCHANGED ignores it: pixels are taken as stored.
+_RGB8_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
 
 # A damaged file is reported once, in its row; OpenCV's own warnings about it would only
 # clutter the job's log (cron mails it).
@@ -52,10 +54,16 @@ def decode_image(data: bytes, height: int, width: int) -> tuple[np.ndarray, bool
     # libjpeg decodes a cut-off JPEG "successfully", filling the missing part with grey.
     if kind == "JPEG" and _JPEG_END not in data[-64:]:
         raise ImageError("truncated JPEG")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    buffer = np.frombuffer(data, np.uint8)
+    # 8-bit RGB straight from the decoder (grey expanded, alpha dropped, 16-bit shifted to 8, the
+    # same values as to_rgb8 gives): saves the separate colour conversion, ~8 us of ~340 per
+    # captcha. What it refuses (float TIFF, a damaged file) goes the general way.
+    image = cv2.imdecode(buffer, _RGB8_FLAGS)
     if image is None or image.size == 0:
-        raise ImageError(f"truncated or corrupt {kind}" if kind else "not an image")
-    image = to_rgb8(image)
+        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        if image is None or image.size == 0:
+            raise ImageError(f"truncated or corrupt {kind}" if kind else "not an image")
+        image = to_rgb8(image)
     resized = image.shape[:2] != (height, width)
     if resized:
         shrinking = image.shape[0] * image.shape[1] > height * width

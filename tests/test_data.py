@@ -1,5 +1,6 @@
 import os
 
+import pytest
 import torch
 
 from core.data import CaptchaDataset, list_files, make_loader, scan_folder
@@ -35,10 +36,15 @@ def test_unreadable_file_becomes_an_error_item_not_an_exception(tmp_path, cfg):
     assert items[1].label is None and items[1].unlabelled_why == "wrong length"
 
 
-def test_loader_batches_are_channels_last_and_equal_the_samples(captcha_dir, cfg):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_loader_batches_are_channels_last_and_equal_the_samples(captcha_dir, cfg, workers):
+    # With a worker the small fields cross the process boundary as numpy arrays (collate);
+    # the loader must hand them over as tensors all the same.
     items = scan_folder(captcha_dir, cfg.labels)
     dataset = CaptchaDataset(captcha_dir, items, build_codec(cfg.labels), cfg.image)
-    batch = next(iter(make_loader(dataset, batch_size=5, workers=0, device=torch.device("cpu"))))
+    batch = next(iter(make_loader(dataset, batch_size=5, workers=workers,
+                                  device=torch.device("cpu"))))
+    assert all(isinstance(batch[k], torch.Tensor) for k in ("image", "target", "index", "resized"))
     assert batch["image"].shape == (5, 3, cfg.image.height, cfg.image.width)
     assert batch["image"].is_contiguous(memory_format=torch.channels_last)
     for i in range(5):

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from core.images import ImageError, decode_image, read_image, write_png
+from core.images import ImageError, decode_image, read_image, to_rgb8, write_png
 
 H, W = 46, 284
 
@@ -44,6 +44,26 @@ def test_alpha_is_dropped():
 def test_sixteen_bit_is_scaled_to_eight():
     image, _ = decode_image(encode(np.full((H, W, 3), 65535, np.uint16)), H, W)
     assert image.dtype == np.uint8 and (image == 255).all()
+
+
+_NOISE = np.random.default_rng(2).integers(0, 256, (H, W, 4), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("ext, pixels", [
+    (".png", _NOISE[..., :3]), (".png", _NOISE[..., 0]), (".png", _NOISE),
+    (".png", _NOISE[..., :3].astype(np.uint16) * 257 + 3), (".png", _NOISE.astype(np.uint16) * 256),
+    (".png", _NOISE[..., 0].astype(np.uint16) * 250),
+    (".jpg", _NOISE[..., :3]), (".jpg", _NOISE[..., 0]), (".bmp", _NOISE[..., :3]),
+    (".webp", _NOISE), (".tiff", _NOISE[..., :3].astype(np.uint16) * 257),
+    (".tiff", _NOISE[..., :3].astype(np.float32) / 255),
+])
+def test_decoding_straight_to_rgb_gives_what_the_general_way_gives(ext, pixels):
+    # decode_image asks OpenCV for 8-bit RGB directly; it must agree, value for value, with
+    # decoding the file as stored and converting it with to_rgb8 (float TIFF takes that way).
+    data = encode(pixels, ext)
+    general = to_rgb8(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED))
+    image, _ = decode_image(data, H, W)
+    assert image.dtype == np.uint8 and np.array_equal(image, general)
 
 
 def test_other_sizes_are_resized_and_flagged():
