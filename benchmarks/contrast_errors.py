@@ -13,7 +13,6 @@ many misreads (predictions.csv of the run).
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -24,20 +23,18 @@ sys.path.insert(0, str(ROOT))
 
 from core import generator  # noqa: E402
 from core.config import load_config  # noqa: E402
+from core.files import read_cell, read_rows  # noqa: E402
 
 BANDS = (-1.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.01)
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def faintest_text(index: int, seed: int, cfg) -> tuple[str, float]:
-    """(label, contrast of the faintest 12-px slice of text) of generated captcha `index`. The
-    first steps of generator.render_captcha, with the same random stream."""
-    h, w = cfg.image.height, cfg.image.width
+    """(label, contrast of the faintest 12-px slice of text) of generated captcha `index`, drawn
+    as generator.generate_one draws it."""
     rng = np.random.default_rng([seed, index])
     text = generator.random_label(rng, cfg.labels)
-    background = generator._background(rng, h, w)
-    mask = generator._text_mask(text, rng, h, w)
-    drawn = generator._draw_text(background, mask, rng)
+    background, mask, drawn = generator.text_layers(text, rng, cfg.image.height, cfg.image.width)
     bg = background @ LUMA   # before any drop shadow: the colours the text was set against
     fg = drawn @ LUMA
     cols = np.flatnonzero(mask.max(0) > 0.5)
@@ -57,16 +54,19 @@ def main() -> None:
     args = p.parse_args()
     cfg = load_config(args.config) if args.config else load_config()
     counts = np.zeros((len(BANDS) - 1, 2), int)
-    with open(Path(args.run) / "predictions.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            if row["correct"] == "":
-                continue
-            index = int(Path(row["path"]).stem.rsplit(cfg.labels.separator, 1)[1])
-            text, contrast = faintest_text(index, args.seed, cfg)
-            if text != row["label"]:
-                sys.exit(f"{row['path']}: seed {args.seed} gives {text!r}, not this file's label")
-            band = np.searchsorted(BANDS, contrast, side="right") - 1
-            counts[band] += (1, row["correct"] == "0")
+    rows = read_rows(Path(args.run) / "predictions.csv")
+    if not rows:
+        sys.exit(f"{args.run}: no predictions.csv (give a run directory of run_batch.py)")
+    for row in rows:
+        if row["correct"] == "":
+            continue
+        path, label = read_cell(row["path"]), read_cell(row["label"])
+        index = int(Path(path).stem.rsplit(cfg.labels.separator, 1)[1])
+        text, contrast = faintest_text(index, args.seed, cfg)
+        if text != label:
+            sys.exit(f"{path}: seed {args.seed} gives {text!r}, not this file's label")
+        band = np.searchsorted(BANDS, contrast, side="right") - 1
+        counts[band] += (1, row["correct"] == "0")
     print("| faintest text contrast | captchas | misread | read |")
     print("|---|---:|---:|---:|")
     for (lo, hi), (n, wrong) in zip(zip(BANDS, BANDS[1:]), counts):

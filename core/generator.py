@@ -55,11 +55,19 @@ def random_label(rng: np.random.Generator, labels: LabelConfig) -> str:
 
 def render_captcha(text: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """One captcha showing `text`, as an RGB uint8 array of (height, width, 3)."""
-    image = _background(rng, height, width)
-    mask = _text_mask(text, rng, height, width)
-    image = _draw_text(image, mask, rng)
+    _, _, image = text_layers(text, rng, height, width)
     _scatter_clutter(image, rng, height, width)
     return _degrade(image, rng)
+
+
+def text_layers(text: str, rng: np.random.Generator, height: int,
+                width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """render_captcha's first steps: the background, the text's coverage mask and the text drawn
+    on the background (float32, RGB in [0, 1]), before clutter and degradation. What
+    benchmarks/contrast_errors.py measures the text's legibility on."""
+    background = _background(rng, height, width)
+    mask = _text_mask(text, rng, height, width)
+    return background, mask, _draw_text(background, mask, rng)
 
 
 def generate_one(index: int, seed: int, labels: LabelConfig,
