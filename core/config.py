@@ -44,7 +44,7 @@ class ImageConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "seed-gap"
+    arch: str = "wide-pos"
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,18 @@ class TrainConfig:
     lr_schedule: str = "constant"
     val_fraction: float = 0.1
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    enabled: bool = True
+    shift_x: float = 0.03
+    shift_y: float = 0.08
+    rotate_degrees: float = 4.0
+    scale: float = 0.07
+    brightness: float = 0.12
+    contrast: float = 0.2
+    colour: float = 0.08
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,7 @@ class Config:
     image: ImageConfig = field(default_factory=ImageConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
@@ -214,6 +227,14 @@ def _check_values(cfg: Config) -> None:
                        ("review.gallery", cfg.review.gallery)):
         if value < 0:
             raise bad(key, f"must be 0 or more, got {value}")
+    for name in ("shift_x", "shift_y", "scale", "brightness", "contrast", "colour"):
+        value = getattr(cfg.augment, name)
+        if not 0.0 <= value < 1.0:
+            raise bad(f"augment.{name}", f"must be a fraction from 0 up to (not including) 1, "
+                                         f"got {value}")
+    if not 0.0 <= cfg.augment.rotate_degrees <= 45.0:
+        raise bad("augment.rotate_degrees", f"must be between 0 and 45, "
+                                            f"got {cfg.augment.rotate_degrees}")
     for key, value in (("runtime.workers", cfg.runtime.workers),
                        ("generate.workers", cfg.generate.workers)):
         if value < -1:

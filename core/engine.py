@@ -79,8 +79,10 @@ def _autocast(device: torch.device):
 
 def train_one_epoch(model: torch.nn.Module, loader: Iterable[dict], codec,
                     optimizer: torch.optim.Optimizer, device: torch.device,
-                    progress: Callable = no_progress, desc: str = "train") -> float:
-    """One pass over `loader`; returns the mean batch loss (summed over positions)."""
+                    progress: Callable = no_progress, desc: str = "train",
+                    augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+    """One pass over `loader`; returns the mean batch loss (summed over positions). `augment`
+    changes each batch of images before the model sees it (core.augment)."""
     model.train()
     total, batches = 0.0, 0
     for batch in progress(loader, desc=desc):
@@ -88,6 +90,8 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[dict], codec,
         if not (targets != IGNORE).any():
             continue
         images = batch["image"].to(device, non_blocking=True)
+        if augment is not None:
+            images = augment(images)
         optimizer.zero_grad(set_to_none=True)
         loss = codec.loss(model(images), targets)
         loss.backward()

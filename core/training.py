@@ -89,7 +89,8 @@ def _scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int):
 def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.device,
         epochs: int, lr: float, lr_schedule: str = "constant",
         on_epoch: Callable[[EpochResult, bool], None] | None = None,
-        progress: Callable = no_progress) -> FitResult:
+        progress: Callable = no_progress,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> FitResult:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = _scheduler(optimizer, lr_schedule, epochs)
     result = FitResult()
@@ -97,7 +98,7 @@ def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.d
     for epoch in range(1, epochs + 1):
         start = time.monotonic()
         train_loss = train_one_epoch(model, train_loader, codec, optimizer, device, progress,
-                                     desc=f"epoch {epoch}/{epochs}")
+                                     desc=f"epoch {epoch}/{epochs}", augment=augment)
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"training loss is {train_loss} at epoch {epoch}")
         if scheduler is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from core.augment import build_augment
 from core.calibration import calibrate
 from core.config import Config, dump_config
 from core.data import CaptchaDataset, Item, make_loader, scan_folder
@@ -48,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: train.lr)")
     p.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"),
                    help="per-epoch learning-rate schedule (default: train.lr_schedule, constant)")
+    p.add_argument("--augment", default=None, action=argparse.BooleanOptionalAction,
+                   help="randomly shift, turn, scale and recolour each training batch "
+                        "(default: augment.enabled; the seed did not)")
     p.add_argument("--test", default=None, help="folder to test the best epoch on at the end")
     p.add_argument("--init", default=None, metavar="MODEL.pt",
                    help="start from this checkpoint's weights (fine-tuning); its architecture "
@@ -113,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = job_config(args, {"model.arch": args.arch, "train.epochs": args.epochs,
                             "train.seed": args.seed, "train.batch_size": args.batch_size,
                             "train.lr": args.lr, "train.lr_schedule": args.lr_schedule,
+                            "augment.enabled": args.augment,
                             "runtime.device": args.device,
                             "runtime.workers": args.workers})
     device = job_device(cfg, share=False)
@@ -157,7 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = {"input": str(args.input), "train_images": len(train_items),
                "val_images": len(val_items), "seed": cfg.train.seed,
                "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
-               "lr_schedule": cfg.train.lr_schedule, "device": str(device)}
+               "lr_schedule": cfg.train.lr_schedule, "device": str(device),
+               "augment": dataclasses.asdict(cfg.augment) if cfg.augment.enabled else None}
     if init is not None:
         summary["init"] = {"model": init.path, "sha256": init.sha256}
     if corrections:
@@ -181,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     val_loader = loader(val_items, args.input, False, cfg.runtime.batch_size)
     result = fit(model, loader(train_items, args.input, True, cfg.train.batch_size), val_loader,
                  codec, device, cfg.train.epochs, cfg.train.lr, cfg.train.lr_schedule,
-                 on_epoch=on_epoch, progress=progress)
+                 on_epoch=on_epoch, progress=progress, augment=build_augment(cfg.augment))
     model.load_state_dict(result.best_state)
     summary.update(train_seconds=time.monotonic() - start, **result.summary())
     cal = calibrate(model, val_loader, codec, device, cfg.review.calibration_bins)

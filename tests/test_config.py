@@ -71,6 +71,14 @@ def test_bad_values_are_refused():
             load_config(None, {"runtime.batch_size": size})
 
 
+@pytest.mark.parametrize("key,value", [("augment.shift_x", -0.1), ("augment.scale", 1.0),
+                                       ("augment.colour", 2.5), ("augment.rotate_degrees", 90.0)])
+def test_augmentation_limits_are_checked(key, value):
+    with pytest.raises(ConfigError, match=rf"'{key}' must be"):
+        load_config(None, {key: value})
+    assert load_config(None, {"augment.enabled": False}).augment.enabled is False
+
+
 def test_batch_size_minus_one_picks_per_device_and_a_number_wins():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_batch_size(-1, cpu) == AUTO_BATCH_SIZE["cpu"]

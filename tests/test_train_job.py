@@ -1,5 +1,6 @@
 """The training job end to end, as a user runs it."""
 import csv
+import dataclasses
 import subprocess
 import sys
 
@@ -54,6 +55,7 @@ def test_checkpoint_loads_without_flags_and_predicts(trained, cfg):
     ckpt = load_checkpoint(model, labels=cfg.labels, image=cfg.image)
     assert ckpt.arch == "seed" and ckpt.summary["epochs"] == 2
     assert ckpt.summary["test"]["scored"] == 40
+    assert ckpt.summary["augment"] == dataclasses.asdict(cfg.augment)   # on by default
     assert model.with_suffix(".config.yaml").exists()
     codec = build_codec(ckpt.labels)
     items = scan_folder(tmp / "test", ckpt.labels)
@@ -94,7 +96,8 @@ def test_init_fine_tunes_from_the_checkpoint_and_takes_its_architecture(trained,
     # A learning rate too small to move the weights: the first epoch must then validate like the
     # checkpoint it starts from (same data, same seed, same split), not like a fresh network.
     proc = run("jobs.train", "--input", str(tmp / "data"), "--output", str(tuned), "--init",
-               str(model), "--epochs", "1", "--seed", "1", "--lr", "1e-12", "--workers", "0")
+               str(model), "--epochs", "1", "--seed", "1", "--lr", "1e-12", "--workers", "0",
+               "--no-augment")
     assert f"starting from {model}" in proc.stdout
     with open(tuned.with_suffix(".history.csv")) as f:
         after = float(next(csv.DictReader(f))["val_loss"])
@@ -102,6 +105,7 @@ def test_init_fine_tunes_from_the_checkpoint_and_takes_its_architecture(trained,
     ckpt = load_checkpoint(tuned, labels=cfg.labels, image=cfg.image)
     assert ckpt.arch == "seed"  # from the checkpoint, though the config names another network
     assert ckpt.summary["init"]["sha256"] == load_checkpoint(model).sha256
+    assert ckpt.summary["augment"] is None   # --no-augment
 
 
 def test_init_refuses_another_arch_and_a_broken_model(trained, tmp_path):

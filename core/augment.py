@@ -1,0 +1,86 @@
+"""Random, label-preserving changes to each training batch, so that a network trained on a few
+thousand captchas learns the characters rather than the images.
+
+    augment = Augment(cfg.augment)          # None when cfg.augment.enabled is false
+    loss = codec.loss(model(augment(images)), targets)
+
+Geometry (a small shift, rotation and scaling of the whole image, edges repeated outward) and
+photometry (brightness, contrast, a slight colour cast), drawn per image from the
+torch random generator of the batch's device: seeded runs repeat, on CPU and on CUDA alike, and
+nothing depends on the number of DataLoader workers. It works on whole batches where the model
+is, so it costs one pass over the batch and no per-image Python. The magnitudes are small on
+purpose: a captcha's characters must stay inside the image and keep their shapes (an O
+stretched too far is a 0).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import AugmentConfig
+
+
+@dataclass
+class Draw:
+    """One batch's random choices, one value (or one per channel) per image."""
+    angle: torch.Tensor        # radians
+    scale: torch.Tensor        # > 1 enlarges
+    shift: torch.Tensor        # (B, 2): x and y, in fractions of the width and height
+    contrast: torch.Tensor     # (B, 1, 1, 1)
+    gain: torch.Tensor         # (B, C, 1, 1)
+    brightness: torch.Tensor   # (B, 1, 1, 1), on the 0-255 scale
+
+
+class Augment(nn.Module):
+    def __init__(self, cfg: AugmentConfig):
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) uint8 -> float32 on the same 0-255 scale (what the models accept)."""
+        return apply(images, self.draw(images.shape[0], images.shape[1], images.device))
+
+    def draw(self, b: int, c: int, device: torch.device) -> Draw:
+        cfg = self.cfg
+
+        def uniform(size, limit: float) -> torch.Tensor:
+            return (torch.rand(size, device=device) * 2 - 1) * limit
+
+        return Draw(angle=uniform(b, math.radians(cfg.rotate_degrees)),
+                    scale=1 + uniform(b, cfg.scale),
+                    shift=torch.stack([uniform(b, cfg.shift_x), uniform(b, cfg.shift_y)], 1),
+                    contrast=1 + uniform((b, 1, 1, 1), cfg.contrast),
+                    gain=1 + uniform((b, c, 1, 1), cfg.colour),
+                    brightness=uniform((b, 1, 1, 1), cfg.brightness * 255))
+
+
+def apply(images: torch.Tensor, d: Draw) -> torch.Tensor:
+    """The changes `d` describes, applied to a (B, C, H, W) batch: each image turned by
+    d.angle and scaled by d.scale about its centre and moved by d.shift, then
+    ((x - mean) * contrast + mean) * gain + brightness, clamped to 0-255."""
+    b, c, h, w = images.shape
+    x = images.to(torch.float32)
+    # affine_grid maps each output pixel to where it samples the input, in coordinates
+    # normalised to [-1, 1] on each axis. Turning the content by `angle` in pixels is, there,
+    # the inverse rotation with the aspect ratio in its off-diagonal terms (without them a wide
+    # captcha would be sheared, not turned).
+    cos, sin = torch.cos(d.angle) / d.scale, torch.sin(d.angle) / d.scale
+    theta = torch.stack([
+        torch.stack([cos, sin * h / w, -2 * d.shift[:, 0]], 1),
+        torch.stack([-sin * w / h, cos, -2 * d.shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # One multiply-add per value; the mean from every fourth pixel each way is as good and
+    # 16 times cheaper.
+    mean = x[:, :, ::4, ::4].mean(dim=(1, 2, 3), keepdim=True)
+    factor = d.contrast * d.gain
+    x = torch.addcmul(mean * (1 - d.contrast) * d.gain + d.brightness, x, factor)
+    return x.clamp_(0, 255)
+
+
+def build_augment(cfg: AugmentConfig) -> Augment | None:
+    return Augment(cfg) if cfg.enabled else None

@@ -1,0 +1,130 @@
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from core.augment import Augment, Draw, apply, build_augment
+from core.config import AugmentConfig
+from core.data import CaptchaDataset, make_loader, scan_folder
+from core.engine import train_one_epoch
+from core.labels import build_codec
+
+CPU = torch.device("cpu")
+H, W = 46, 284
+
+
+def plain(b=1, c=3, angle=0.0, scale=1.0, shift=(0.0, 0.0), contrast=1.0, gain=1.0,
+          brightness=0.0) -> Draw:
+    return Draw(angle=torch.full((b,), angle), scale=torch.full((b,), scale),
+                shift=torch.tensor([shift] * b), contrast=torch.full((b, 1, 1, 1), contrast),
+                gain=torch.full((b, c, 1, 1), gain), brightness=torch.full((b, 1, 1, 1), brightness))
+
+
+def centroid(image: torch.Tensor) -> tuple[float, float]:
+    """(x, y) of the brightness of a (1, C, H, W) image, in pixels."""
+    weight = image[0].sum(0)
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32),
+                            torch.arange(W, dtype=torch.float32), indexing="ij")
+    return float((weight * xs).sum() / weight.sum()), float((weight * ys).sum() / weight.sum())
+
+
+def dot(x: int, y: int) -> torch.Tensor:
+    image = torch.zeros((1, 3, H, W), dtype=torch.uint8)
+    image[0, :, y - 1:y + 2, x - 1:x + 2] = 255
+    return image
+
+
+def test_no_change_gives_back_the_image():
+    images = torch.randint(0, 256, (4, 3, H, W), dtype=torch.uint8)
+    out = apply(images, plain(4))
+    assert out.dtype == torch.float32 and out.shape == images.shape
+    assert torch.allclose(out, images.float(), atol=0.01)   # grid coordinates round a little
+
+
+def test_shift_moves_the_content_by_the_fraction_of_the_size():
+    out = apply(dot(100, 20), plain(shift=(0.05, 0.1)))
+    x, y = centroid(out)
+    assert x == pytest.approx(100 + 0.05 * W, abs=0.3)
+    assert y == pytest.approx(20 + 0.1 * H, abs=0.3)
+
+
+@pytest.mark.parametrize("degrees", [-8.0, 6.0])
+def test_rotation_turns_about_the_centre_in_pixels_not_in_normalised_coordinates(degrees):
+    # 60 px right of and 6 px above the centre: on a 284x46 image, mixing up the two axes'
+    # scales would move the dot up or down six times as far as a rotation does.
+    cx, cy = (W - 1) / 2, (H - 1) / 2
+    dx, dy = 60.0, -6.0
+    image = dot(round(cx + dx), round(cy + dy))
+    x0, y0 = centroid(image)
+    a = math.radians(degrees)
+    out = apply(image, plain(angle=a, scale=1.1))
+    x, y = centroid(out)
+    ex = cx + 1.1 * (math.cos(a) * (x0 - cx) - math.sin(a) * (y0 - cy))
+    ey = cy + 1.1 * (math.sin(a) * (x0 - cx) + math.cos(a) * (y0 - cy))
+    assert (x, y) == (pytest.approx(ex, abs=0.6), pytest.approx(ey, abs=0.6))
+
+
+def test_photometry_is_contrast_about_the_mean_then_gain_and_brightness():
+    images = torch.zeros((1, 3, H, 8 * 16), dtype=torch.uint8)
+    images[..., :64] = 100
+    images[..., 64:] = 200          # mean 150
+    out = apply(images, plain(contrast=1.5, gain=0.9, brightness=-10.0))
+    assert out[0, 0, 5, 10].item() == pytest.approx(((100 - 150) * 1.5 + 150) * 0.9 - 10, abs=1e-3)
+    assert out[0, 0, 5, 100].item() == pytest.approx(((200 - 150) * 1.5 + 150) * 0.9 - 10, abs=1e-3)
+    bright = apply(images, plain(brightness=120.0))
+    assert bright.max().item() == 255.0 and bright.min().item() == 220.0   # clamped
+
+
+def test_draws_stay_within_the_configured_limits_and_vary():
+    cfg = AugmentConfig(shift_x=0.02, shift_y=0.1, rotate_degrees=5.0, scale=0.1, brightness=0.1,
+                        contrast=0.2, colour=0.05)
+    torch.manual_seed(0)
+    d = Augment(cfg).draw(4000, 3, CPU)
+    for values, limit in ((d.angle, math.radians(5.0)), (d.scale - 1, 0.1),
+                          (d.shift[:, 0], 0.02), (d.shift[:, 1], 0.1), (d.contrast - 1, 0.2),
+                          (d.gain - 1, 0.05), (d.brightness, 0.1 * 255)):
+        assert values.abs().max() <= limit + 1e-6
+        assert values.abs().max() > 0.9 * limit        # the whole range is used
+    assert d.gain.shape == (4000, 3, 1, 1)
+
+
+def test_seeded_draws_repeat_and_differ_per_image():
+    images = torch.randint(0, 256, (6, 3, H, W), dtype=torch.uint8)
+    augment = Augment(AugmentConfig())
+    torch.manual_seed(3)
+    a = augment(images)
+    torch.manual_seed(3)
+    b = augment(images)
+    assert torch.equal(a, b)
+    same = images[:1].repeat(6, 1, 1, 1)
+    out = augment(same)
+    assert not torch.allclose(out[0], out[1])
+    assert 0 <= out.min() and out.max() <= 255
+
+
+def test_disabled_means_no_augmentation():
+    assert build_augment(dataclasses.replace(AugmentConfig(), enabled=False)) is None
+    assert isinstance(build_augment(AugmentConfig()), Augment)
+
+
+def test_training_feeds_the_model_the_augmented_batch(captcha_dir, cfg):
+    codec = build_codec(cfg.labels)
+    items = scan_folder(captcha_dir, cfg.labels)[:8]
+    loader = make_loader(CaptchaDataset(captcha_dir, items, codec, cfg.image), 8, 0, CPU)
+    seen = []
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(codec.output_steps, codec.output_classes))
+
+        def forward(self, images):
+            seen.append(images)
+            return self.w.expand(images.shape[0], -1, -1)
+
+    model = Probe()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_one_epoch(model, loader, codec, optimizer, CPU, augment=lambda x: torch.zeros_like(x) + 7)
+    assert len(seen) == 1 and torch.all(seen[0] == 7)
