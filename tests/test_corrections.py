@@ -40,7 +40,7 @@ def test_fine_tuning_on_corrections_teaches_the_corrected_files(tmp_path, cfg):
     before = predictions(BUNDLED, folder, cfg)
     misread = sorted(p for p, text in before.items()
                      if p.split(cfg.labels.separator)[0] != text)[:4]
-    assert len(misread) >= 2  # the bundled model reads ~92 %: 300 captchas hold some misreads
+    assert len(misread) >= 2  # the bundled model reads ~97 %: 300 captchas hold some misreads
     for path in sorted(set(before) - set(misread))[60:]:  # a small night keeps the test quick
         os.remove(folder / path)
     truth, origin = {}, {}
@@ -60,10 +60,13 @@ def test_fine_tuning_on_corrections_teaches_the_corrected_files(tmp_path, cfg):
         writer.writeheader()
         writer.writerows(review)
     tuned = tmp_path / "tuned.pt"
+    # What is under test is that the corrected labels are what gets trained on, shown by the
+    # model reading those very images right afterwards: without augmentation's random changes
+    # ten epochs on sixty images are sure to fit them.
     proc = subprocess.run([sys.executable, "-m", "jobs.train", "--input", str(folder),
                            "--output", str(tuned), "--init", str(BUNDLED), "--corrections",
                            str(tmp_path / "corrected.csv"), "--epochs", "10", "--lr", "0.001",
-                           "--workers", "0"], cwd=ROOT, capture_output=True, text=True,
+                           "--workers", "0", "--no-augment"], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     corrected = {r["path"]: r["corrected"] for r in review if r["corrected"]}
