@@ -1,7 +1,7 @@
 """Random, label-preserving changes to each training batch, so that a network trained on a few
 thousand captchas learns the characters rather than the images.
 
-    augment = Augment(cfg.augment)          # None when cfg.augment.enabled is false
+    augment = build_augment(cfg.augment)    # None when cfg.augment.enabled is false
     loss = codec.loss(model(augment(images)), targets)
 
 Geometry (a small shift, rotation and scaling of the whole image, edges repeated outward) and

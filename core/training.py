@@ -1,5 +1,5 @@
-"""The training procedure (the seed's by default): seeded split, Adam, summed cross-entropy,
-evaluation after every epoch, the best epoch kept.
+"""The training procedure (the seed's by default, plus batch augmentation unless it is turned
+off): seeded split, Adam, summed cross-entropy, evaluation after every epoch, the best epoch kept.
 
     train_items, val_items = split_items(labelled_items, val_fraction=0.1, seed=0)
     result = fit(model, train_loader, val_loader, codec, device, epochs=30, lr=1e-3,
