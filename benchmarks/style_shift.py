@@ -69,14 +69,19 @@ def main() -> None:
     args = p.parse_args()
     cfg = load_config()
     torch.set_num_threads(2)
-    models = [load_checkpoint(m, labels=cfg.labels, image=cfg.image) for m in args.model]
+    # Each model folded for inference once, not once per variant.
+    readers = []
+    for path in args.model:
+        ckpt = load_checkpoint(path, labels=cfg.labels, image=cfg.image)
+        readers.append((for_inference(ckpt.model, ckpt.temperature), build_codec(ckpt.labels),
+                        ckpt.image))
     names = list_files(args.input)[:args.limit]
     device = torch.device("cpu")
     print("| variant | " + " | ".join(Path(m).name for m in args.model) + " |")
-    print("|---|" + "---:|" * len(models))
+    print("|---|" + "---:|" * len(readers))
     with tempfile.TemporaryDirectory() as tmp:
-        for variant, change in VARIANTS.items():
-            folder = Path(tmp) / f"v{list(VARIANTS).index(variant)}"
+        for k, (variant, change) in enumerate(VARIANTS.items()):
+            folder = Path(tmp) / f"v{k}"
             folder.mkdir()
             for name in names:
                 image, _ = read_image(str(Path(args.input) / name), cfg.image.height,
@@ -84,15 +89,11 @@ def main() -> None:
                 write_png(str(folder / Path(name).name), np.ascontiguousarray(change(image)))
             items = scan_folder(folder, cfg.labels)
             cells = []
-            for ckpt in models:
-                codec = build_codec(ckpt.labels)
-                loader = make_loader(CaptchaDataset(folder, items, codec, ckpt.image), 64, 0,
-                                     device)
-                metrics = evaluate(for_inference(ckpt.model, ckpt.temperature), loader, codec,
-                                   device)
+            for model, codec, image_cfg in readers:
+                loader = make_loader(CaptchaDataset(folder, items, codec, image_cfg), 64, 0, device)
+                metrics = evaluate(model, loader, codec, device)
                 cells.append(f"{100 * metrics.captcha_accuracy:.2f} %")
             print(f"| {variant} | " + " | ".join(cells) + " |", flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from core.augment import build_augment
 from core.calibration import calibrate
+from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from core.config import Config, dump_config
 from core.data import CaptchaDataset, Item, make_loader, scan_folder
 from core.engine import Metrics, evaluate
