@@ -5,10 +5,12 @@
     share_cores(device, cfg.runtime.workers)          # CPU: torch threads on the cores left
     batch = resolve_batch_size(cfg.runtime.batch_size, device)  # -1 -> what suits the device
     keep_freed_memory()                               # glibc: no page faults per batch
+    freeze_loaded_objects()                           # the collector skips what is loaded
 """
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 
 import torch
@@ -92,3 +94,19 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
                 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def freeze_loaded_objects() -> int:
+    """Move every object alive now (torch's modules, the loaded model, the configuration) out of
+    the garbage collector's reach for the rest of the process; returns how many there are.
+
+    A job loads hundreds of thousands of long-lived objects before its first batch, and each
+    full collection walks all of them: with torch imported, one takes about 60 ms. The batch
+    runner's rows and the listing's items trigger such collections; on 5,000 captchas (2-core
+    box) two of them took 117-128 ms of a 2.5 s pass, one collection of the unfrozen rest 11 ms
+    (docs/performance.md). CPython's gc.freeze is meant for this, and for processes that fork
+    afterwards (DataLoader workers): the children's collections no longer touch, and so copy,
+    the parent's pages. Objects frozen here that die later are simply never collected as
+    cycles; reference counting still frees them."""
+    gc.freeze()
+    return gc.get_freeze_count()

@@ -26,8 +26,9 @@ from core.batch import (HISTORY, InputError, Interrupted, ResumeError, Threshold
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.files import read_number, read_rows
 from core.lock import Locked, exclusive_lock
-from core.report import write_report
 from core.progress import no_progress, progress
+from core.report import write_report
+from core.runtime import freeze_loaded_objects
 from jobs.common import (EXIT_ALERT, EXIT_LOCKED, add_config_arg, add_runtime_args, fail,
                          job_config, job_device, log_to_file, setup_logging)
 
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         ckpt = load_checkpoint(args.model, labels=cfg.labels, image=cfg.image, device=device)
     except (ValueError, CheckpointError) as exc:
         fail(str(exc))
+    freeze_loaded_objects()
     limits = Thresholds(args.min_accuracy, args.max_drop, args.max_error_rate)
     try:
         with exclusive_lock(root):
