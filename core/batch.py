@@ -339,7 +339,8 @@ def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
             device: torch.device, state: RunState, metrics: Metrics) -> dict:
     """All rows committed: predictions.csv from the parts, confusion and summary from the
     manifest's counts, the review files from predictions.csv. Safe to repeat if a crash
-    interrupts it."""
+    interrupts it. Its own time counts in wall_seconds: writing the outputs is part of the pass."""
+    started = time.monotonic()
     length = ckpt.labels.length
     parts = run_dir / PARTS
     with atomic_write(run_dir / "predictions.csv") as out:  # bytes: the parts as written
@@ -353,7 +354,7 @@ def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
     review = review_run(run_dir, cfg.review).summary()
     labelled = sum(item.label is not None for item in items)
     decoded_ok = metrics.images - metrics.errors
-    wall = state.seconds
+    wall = state.seconds = state.seconds + (time.monotonic() - started)
     position = metrics.position_accuracy + [float("nan")] * (length - len(metrics.position_accuracy))
     summary = {
         "run_id": run_dir.name, "started_at": state.started_at,

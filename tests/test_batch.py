@@ -1,11 +1,15 @@
 """The nightly runner end to end, as cron runs it: `python run_batch.py --input DIR ...`."""
+import dataclasses
 import shutil
+import time
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
-from core.checkpoint import save_checkpoint
+import core.batch
+from core.checkpoint import load_checkpoint, save_checkpoint
 from core.config import LabelConfig
 from core.labels import build_codec
 from core.models import ModelSpec, build_model
@@ -147,3 +151,22 @@ def test_unusable_inputs_exit_2_with_one_line(tmp_path, first_run, input_dir, mo
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
     assert not (root / "fresh").exists()
+
+
+def test_wall_time_counts_writing_the_outputs(monkeypatch, tmp_path, captcha_dir, model, cfg):
+    # images_per_second covers the whole pass, finishing included: a slow last step (here the
+    # review files, made to take 0.5 s more) must show in wall_seconds.
+    real_review = core.batch.review_run
+
+    def slow_review(*args, **kwargs):
+        time.sleep(0.5)
+        return real_review(*args, **kwargs)
+
+    monkeypatch.setattr(core.batch, "review_run", slow_review)
+    no_workers = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, workers=0))
+    summary = core.batch.run_batch(captcha_dir, tmp_path / "run", load_checkpoint(model),
+                                   no_workers, torch.device("cpu"))
+    wall = float(summary["wall_seconds"])
+    assert wall >= 0.5
+    assert float(summary["images_per_second"]) == pytest.approx(48 / wall, rel=0.01)
+    assert core.batch.read_state(tmp_path / "run").seconds == pytest.approx(wall, abs=0.01)
