@@ -38,7 +38,7 @@ def test_unreadable_file_becomes_an_error_item_not_an_exception(tmp_path, cfg):
 
 @pytest.mark.parametrize("workers", [0, 1])
 def test_loader_batches_are_channels_last_and_equal_the_samples(captcha_dir, cfg, workers):
-    # With a worker the small fields cross the process boundary as numpy arrays (collate);
+    # With a worker the small fields cross the process boundary as numpy arrays (__getitems__);
     # the loader must hand them over as tensors all the same.
     items = scan_folder(captcha_dir, cfg.labels)
     dataset = CaptchaDataset(captcha_dir, items, build_codec(cfg.labels), cfg.image)
@@ -51,3 +51,28 @@ def test_loader_batches_are_channels_last_and_equal_the_samples(captcha_dir, cfg
         assert torch.equal(batch["image"][i], dataset[i]["image"])
         assert torch.equal(batch["target"][i], dataset[i]["target"])
     assert batch["index"].tolist() == list(range(5))
+
+
+def test_a_batch_with_unreadable_files_equals_its_items_one_by_one(captcha_dir, cfg, tmp_path):
+    # __getitems__ builds the whole batch at once; a bad file in the middle must not shift or
+    # spoil its neighbours.
+    good = sorted(captcha_dir.iterdir())[:3]
+    for p in good:
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    (tmp_path / good[0].name.replace(".png", "_x.png")).write_bytes(b"")
+    (tmp_path / "unlabelled.png").write_bytes(good[1].read_bytes())
+    items = scan_folder(tmp_path, cfg.labels)
+    dataset = CaptchaDataset(tmp_path, items, build_codec(cfg.labels), cfg.image)
+    order = [4, 1, 0, 3, 2]
+    batch = dataset.__getitems__(order)
+    assert batch["index"].tolist() == order
+    for k, i in enumerate(order):
+        one = dataset[i]
+        assert torch.equal(batch["image"][k], one["image"])
+        assert batch["target"][k].tolist() == one["target"].tolist()
+        assert batch["error"][k] == one["error"]
+        assert bool(batch["resized"][k]) == one["resized"]
+    bad = [k for k, i in enumerate(order) if batch["error"][k]]
+    assert [items[order[k]].path for k in bad] == [good[0].name.replace(".png", "_x.png")]
+    assert batch["image"][bad[0]].max() == 0
+    assert batch["target"][bad[0]].tolist() == [IGNORE] * cfg.labels.length
