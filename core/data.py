@@ -104,11 +104,11 @@ class CaptchaDataset(Dataset):
             try:
                 pixels[k], resized[k] = read_image(os.path.join(self.root, item.path),
                                                    self.height, self.width)
-                targets[k] = self.codec.encode(item.label).numpy()
+                targets[k] = self.codec.encode(item.label)
             except ImageError as exc:
                 errors[k] = str(exc)
                 pixels[k] = 0
-                targets[k] = self.codec.encode(None).numpy()
+                targets[k] = self.codec.encode(None)
         return {"image": images.permute(0, 3, 1, 2), "target": targets,
                 "index": np.asarray(indices, dtype=np.int64), "error": errors,
                 "resized": resized}

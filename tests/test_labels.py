@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,7 +21,7 @@ def test_codec_round_trip(labels):
 
 def test_decode_reads_the_argmax_and_multiplies_confidences(labels):
     codec = build_codec(labels)
-    targets = codec.encode("AB12")
+    targets = torch.as_tensor(codec.encode("AB12"))
     logits = torch.full((1, labels.length, len(labels.alphabet)), -10.0)
     logits[0, torch.arange(labels.length), targets] = 10.0
     decoded = codec.decode(logits)
@@ -45,7 +46,7 @@ def test_unlabelled_encodes_to_ignore(labels):
 def test_loss_ignores_unlabelled_rows(labels):
     codec = build_codec(labels)
     logits = torch.randn(2, labels.length, len(labels.alphabet))
-    targets = torch.stack([codec.encode("ABCD"), codec.encode(None)])
+    targets = torch.as_tensor(np.stack([codec.encode("ABCD"), codec.encode(None)]))
     alone = codec.loss(logits[:1], targets[:1])
     assert torch.allclose(codec.loss(logits, targets), alone)
 
@@ -53,7 +54,7 @@ def test_loss_ignores_unlabelled_rows(labels):
 def test_uniform_logits_give_length_times_log_classes(labels):
     codec = build_codec(labels)
     loss = codec.loss(torch.zeros(3, labels.length, len(labels.alphabet)),
-                      torch.stack([codec.encode("ABCD")] * 3))
+                      torch.as_tensor(np.stack([codec.encode("ABCD")] * 3)))
     assert math.isclose(loss.item(), labels.length * math.log(len(labels.alphabet)), rel_tol=1e-5)
 
 

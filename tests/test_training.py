@@ -40,8 +40,9 @@ class FixedAnswers(nn.Module):
 
     def __init__(self, codec, answers):
         super().__init__()
-        self.logits = torch.stack([nn.functional.one_hot(codec.encode(a), codec.output_classes)
-                                   .float() * 20 for a in answers])
+        self.logits = torch.stack([nn.functional.one_hot(torch.as_tensor(codec.encode(a)),
+                                                         codec.output_classes).float() * 20
+                                   for a in answers])
 
     def forward(self, images):
         return self.logits[images[:, 0, 0, 0].long()]
