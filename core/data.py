@@ -10,6 +10,7 @@ IGNORE targets and the reason in `error`, so each caller decides what to do with
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import stat
@@ -26,6 +27,8 @@ from .images import ImageError, read_image
 from .labels import parse_label
 from .runtime import resolve_batch_size, resolve_workers
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class Item:
@@ -39,7 +42,7 @@ class Item:
 def _walk(root: Path) -> list[tuple[str, int, int]]:
     found = []
     top = str(root)
-    for dirpath, dirnames, filenames in os.walk(top):
+    for dirpath, dirnames, filenames in os.walk(top, onerror=_unlistable):
         dirnames.sort()
         # Relative folder with '/' separators, by string (pathlib per file is slow on big folders).
         folder = os.path.relpath(dirpath, top).replace(os.sep, "/")
@@ -53,6 +56,12 @@ def _walk(root: Path) -> list[tuple[str, int, int]]:
             if stat.S_ISREG(st.st_mode):
                 found.append((prefix + name, st.st_size, st.st_mtime_ns))
     return sorted(found)
+
+
+def _unlistable(exc: OSError) -> None:
+    # os.walk skips a folder it cannot list; its files cannot have rows, so say so.
+    log.warning("cannot list folder %s: %s; its files are not in this run", exc.filename,
+                exc.strerror or exc)
 
 
 def list_files(root: str | Path) -> list[str]:

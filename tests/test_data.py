@@ -76,3 +76,23 @@ def test_a_batch_with_unreadable_files_equals_its_items_one_by_one(captcha_dir, 
     assert [items[order[k]].path for k in bad] == [good[0].name.replace(".png", "_x.png")]
     assert batch["image"][bad[0]].max() == 0
     assert batch["target"][bad[0]].tolist() == [IGNORE] * cfg.labels.length
+
+
+def test_a_folder_that_cannot_be_listed_is_named_in_a_warning(tmp_path, cfg, monkeypatch, caplog):
+    # Its files cannot have rows; the run must at least say which folder was left out.
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "ABCD_1.png").write_bytes(b"x")
+    (tmp_path / "EFGH_2.png").write_bytes(b"x")
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with caplog.at_level("WARNING"):
+        items = scan_folder(tmp_path, cfg.labels)
+    assert [item.path for item in items] == ["EFGH_2.png"]
+    assert "cannot list folder" in caplog.text and "locked" in caplog.text
+    assert "Permission denied" in caplog.text
