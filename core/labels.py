@@ -115,7 +115,7 @@ class FixedLengthCodec:
 
     def encode(self, text: str | None) -> np.ndarray:
         """Targets for one label, as int64 (the dataset writes them into a batch's numpy array:
-        a tensor per label cost the decoding worker ~6 us per captcha, this ~2); None
+        a tensor per label cost the decoding worker ~6 us per captcha, this ~1.4); None
         (unlabelled) gives IGNORE everywhere."""
         if text is None:
             return np.full(self.target_length, IGNORE, dtype=np.int64)
