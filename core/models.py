@@ -181,8 +181,8 @@ class RawInputConv(nn.Module):
         rows, cols = (_padded_outputs(size[d], conv.kernel_size[d], conv.stride[d],
                                       conv.padding[d], conv.dilation[d]) for d in (0, 1))
         height, width = len(rows), len(cols)
-        top, bottom = _run(rows), min(_run(rows[::-1]), height - _run(rows))
-        left, right = _run(cols), min(_run(cols[::-1]), width - _run(cols))
+        top, left = _run(rows), _run(cols)
+        bottom, right = min(_run(rows[::-1]), height - top), min(_run(cols[::-1]), width - left)
         middle = slice(top, height - bottom)
         regions = [(r, c) for r, c, n in ((slice(0, top), slice(None), top),
                                           (slice(height - bottom, height), slice(None), bottom),
