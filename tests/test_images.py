@@ -1,8 +1,12 @@
+import struct
+import tracemalloc
+import zlib
+
 import cv2
 import numpy as np
 import pytest
 
-from core.images import ImageError, decode_image, read_image, to_rgb8, write_png
+from core.images import ImageError, _png_inflated, decode_image, read_image, to_rgb8, write_png
 
 H, W = 46, 284
 
@@ -99,3 +103,144 @@ def test_truncated_png_and_jpeg_are_named():
 def test_missing_file_is_an_image_error(tmp_path):
     with pytest.raises(ImageError, match="unreadable"):
         read_image(str(tmp_path / "nope.png"), H, W)
+
+
+# --- PNG image data inflated by ISA-L, unfiltered by libpng: same pixels, same errors -----------
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def handmade_png(width, height, colour, depth, scanlines, before=(), after=(), interlace=0):
+    """A PNG put together by hand (filter byte included in scanlines): what cv2.imencode
+    cannot write, such as palettes, and damage placed exactly."""
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace)
+    return b"".join([b"\x89PNG\r\n\x1a\n", png_chunk(b"IHDR", ihdr), *before,
+                     png_chunk(b"IDAT", zlib.compress(scanlines)), *after,
+                     png_chunk(b"IEND", b"")])
+
+
+def chunk_kinds(data: bytes) -> list[bytes]:
+    kinds, pos = [], 8
+    while pos < len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        kinds.append(kind)
+        pos += 12 + length
+    return kinds
+
+
+def opencv_alone(data: bytes):
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+
+
+def assert_decodes_as_opencv_alone(data: bytes):
+    image = opencv_alone(data)
+    assert image is not None
+    ours, _ = decode_image(data, *image.shape[:2])
+    assert np.array_equal(ours, image)
+
+
+def assert_handled_as_opencv_alone(data: bytes):
+    """A file libpng refuses is named as damaged; one it lets through gives the same pixels."""
+    if opencv_alone(data) is None:
+        with pytest.raises(ImageError, match="truncated or corrupt PNG"):
+            decode_image(data, H, W)
+    else:
+        assert_decodes_as_opencv_alone(data)
+
+
+_RNG = np.random.default_rng(5)
+_SMOOTH = (np.add.outer(np.arange(H), np.arange(W))[..., None] * [1, 2, 3] % 256).astype(np.uint8)
+_PALETTE = _RNG.integers(0, 256, (16, 3), dtype=np.uint8)
+_INDICES = _RNG.integers(0, 16, (H, W), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("pixels, params", [
+    *[(image, (cv2.IMWRITE_PNG_FILTER, f)) for image in (_NOISE[..., :3], _SMOOTH)
+      for f in (cv2.IMWRITE_PNG_FILTER_NONE, cv2.IMWRITE_PNG_FILTER_SUB,
+                cv2.IMWRITE_PNG_FILTER_UP, cv2.IMWRITE_PNG_FILTER_AVG,
+                cv2.IMWRITE_PNG_FILTER_PAETH, cv2.IMWRITE_PNG_ALL_FILTERS)],
+    (_SMOOTH, (cv2.IMWRITE_PNG_COMPRESSION, 9)),
+    (_NOISE[..., 0], ()), (_NOISE, ()), (_NOISE[..., 0].astype(np.uint16) * 250, ()),
+    (_NOISE[..., :3].astype(np.uint16) * 257 + 3, ()),
+    (_NOISE[..., 0], (cv2.IMWRITE_PNG_BILEVEL, 1)),
+    (_NOISE[..., :3], (cv2.IMWRITE_PNG_ZLIBBUFFER_SIZE, 1024)),     # many IDAT chunks
+    (np.tile(_SMOOTH, (7, 2, 1)), ()),                                # > one stored block
+])
+def test_png_fast_path_gives_the_pixels_opencv_gives(pixels, params):
+    data = encode(pixels, ".png", params)
+    assert _png_inflated(data) is not None
+    assert_decodes_as_opencv_alone(data)
+
+
+def test_png_fast_path_keeps_palettes_transparency_and_text_chunks():
+    scanlines = b"".join(b"\x00" + row.tobytes() for row in _INDICES)
+    data = handmade_png(W, H, 3, 8, scanlines,
+                        before=[png_chunk(b"PLTE", _PALETTE.tobytes()),
+                                png_chunk(b"tRNS", bytes(range(16)))],
+                        after=[png_chunk(b"tEXt", b"Comment\x00made by hand")])
+    # libpng is handed the same chunks, in the same order, with the image data replaced
+    assert chunk_kinds(_png_inflated(data)) == chunk_kinds(data)
+    assert_decodes_as_opencv_alone(data)
+    image, _ = decode_image(data, H, W)
+    assert np.array_equal(image, _PALETTE[_INDICES])
+
+
+def _rows(width=W, height=H):
+    return b"".join(b"\x00" + bytes(width * 3) for _ in range(height))
+
+
+def _with_zlib_stream_changed(data: bytes, change) -> bytes:
+    """data with its (single) IDAT's zlib stream passed through change, CRC made right again."""
+    start = data.index(b"IDAT") - 4
+    length = struct.unpack_from(">I", data, start)[0]
+    stream = change(data[start + 8:start + 8 + length])
+    return data[:start] + png_chunk(b"IDAT", stream) + data[start + 12 + length:]
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: d[:-13] + bytes([d[-13] ^ 1]) + d[-12:],                    # IDAT CRC wrong
+    lambda d: _with_zlib_stream_changed(d, lambda z: z[:-1] + bytes([z[-1] ^ 1])),  # Adler-32
+    lambda d: _with_zlib_stream_changed(d, lambda z: z[:len(z) // 2]),    # stream cut short
+    lambda d: d[:len(d) // 2],                                            # file cut short
+])
+def test_damaged_png_is_left_to_opencv_and_named(damage):
+    data = damage(encode(_NOISE[..., :3]))
+    assert _png_inflated(data) is None
+    assert_handled_as_opencv_alone(data)
+
+
+def test_png_with_more_image_data_than_its_header_says_is_left_to_opencv():
+    # IHDR says 46 rows, the data holds 4,600: no inflating past what the header promises.
+    data = handmade_png(W, H, 2, 8, _rows(height=H * 100))
+    assert _png_inflated(data) is None
+    assert_decodes_as_opencv_alone(data)
+
+
+def test_image_data_split_by_another_chunk_is_left_to_opencv():
+    stream = zlib.compress(_rows())
+    data = handmade_png(W, H, 2, 8, b"")
+    start = data.index(b"IDAT") - 4
+    end = start + 12 + struct.unpack_from(">I", data, start)[0]
+    data = data[:start] + b"".join([png_chunk(b"IDAT", stream[:100]),
+                                    png_chunk(b"tEXt", b"Comment\x00in the way"),
+                                    png_chunk(b"IDAT", stream[100:])]) + data[end:]
+    assert _png_inflated(data) is None
+    assert_handled_as_opencv_alone(data)
+
+
+def test_inflating_stops_at_the_size_the_header_gives():
+    # A 10x10 header over 64 MB of zeros (64 KB compressed): at most the 10 rows are inflated.
+    bomb = handmade_png(10, 10, 2, 8, bytes(64 << 20))
+    tracemalloc.start()
+    try:
+        assert _png_inflated(bomb) is None
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20
+
+
+def test_interlaced_and_unknown_colour_types_are_left_to_opencv():
+    assert _png_inflated(handmade_png(W, H, 2, 8, _rows(), interlace=1)) is None
+    assert _png_inflated(handmade_png(W, H, 5, 8, _rows())) is None
