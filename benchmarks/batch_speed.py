@@ -10,7 +10,9 @@ over minutes; alternating puts both pipelines under the same drift, the median r
 - runner: `run_batch.py` itself, started as cron starts it, and its own images_per_second (the
   whole pass: listing, decoding, inference, writing the CSVs);
 - bounds, once at the end: decode only (our dataset through the runner's DataLoader, no model)
-  and model only (the model on batches already in memory), with the runner's settings.
+  and model only (the model on batches already in memory), with the runner's settings (on CPU
+  its workers decode and predict, one torch thread each: the model's bound is one thread's
+  rate times the workers).
 Prints Markdown for docs/performance.md.
 """
 from __future__ import annotations
@@ -120,6 +122,9 @@ def main() -> None:
     device = resolve_device(cfg.runtime.device)
     ckpt = load_checkpoint(args.model, labels=cfg.labels, image=cfg.image, device=device)
     codec = build_codec(ckpt.labels)
+    requested = cfg.runtime.workers
+    on_cpu = device.type == "cpu"
+    workers = resolve_workers(requested, device, predicting=on_cpu)
 
     # Work on a copy holding exactly `limit` images, so every pipeline reads the same files;
     # flushed to disk first, so that no pass pays for writing the copy back.
@@ -135,7 +140,7 @@ def main() -> None:
         print(f"machine: {platform.machine()}, {available_cores()} cores, device {device}, "
               f"torch {torch.__version__}, {n} images; seed pipeline: "
               f"{torch.get_num_threads()} torch threads; runner: "
-              f"{resolve_workers(cfg.runtime.workers, device)} workers, batch "
+              f"{workers} workers, batch "
               f"{resolve_batch_size(cfg.runtime.batch_size, device)}, model {args.model}")
         print("| round | seed pipeline (post's code) | run_batch, whole pass | vs seed |\n"
               "|---:|---:|---:|---:|")
@@ -147,12 +152,15 @@ def main() -> None:
             print(f"| {r + 1} | {seed:.0f} | {runner:.0f} | {runner / seed:.2f}x |", flush=True)
         print(f"median ratio: {statistics.median(ratios):.2f}x")
 
-        # The bounds, in this process, set up as jobs/batch.py sets up the runner's.
+        # The bounds, in this process, with the runner's settings: as many workers as it
+        # starts; on CPU each of them decodes and predicts with one torch thread, so the model's
+        # bound is one thread's rate times the workers.
         keep_freed_memory()
-        threads = share_cores(device, cfg.runtime.workers)
+        threads = 1 if on_cpu and workers else share_cores(device, requested)
+        torch.set_num_threads(threads)
         items = scan_folder(data, cfg.labels)
         loader = make_loader(CaptchaDataset(data, items, codec, ckpt.image),
-                             cfg.runtime.batch_size, cfg.runtime.workers, device)
+                             cfg.runtime.batch_size, workers, device)
         start = time.monotonic()
         batches = [b["image"] for b in loader]
         decode = n / (time.monotonic() - start)
@@ -167,9 +175,10 @@ def main() -> None:
         model_only = n / (time.monotonic() - start)
     finally:
         shutil.rmtree(work)
-    print(f"bounds: decode only {decode:.0f} images/s ({loader.num_workers} workers), "
-          f"model only {model_only:.0f} images/s ({threads} torch threads)")
-
+    in_parallel = workers if on_cpu and workers else 1
+    print(f"bounds: decode only {decode:.0f} images/s ({workers} workers), model only "
+          f"{model_only * in_parallel:.0f} images/s ({in_parallel} x {model_only:.0f}: "
+          f"{in_parallel} process(es) of {threads} torch thread(s))")
 
 if __name__ == "__main__":
     main()

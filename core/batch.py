@@ -34,7 +34,7 @@ from torch.utils.data import Subset
 
 from .checkpoint import Checkpoint
 from .config import Config, dump_config
-from .data import CaptchaDataset, Item, make_loader, scan_folder
+from .data import CaptchaDataset, Item, PredictingDataset, make_loader, scan_folder
 from .engine import Metrics, evaluate
 from .files import (append_csv_row, atomic_csv, atomic_write, cell, open_csv, read_cell,
                     read_number, read_rows, write_csv)
@@ -242,14 +242,17 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
              if state.carried_from else {})
     todo_indices = [i for i in range(state.rows, len(items)) if items[i].path not in carry]
     dataset = CaptchaDataset(input_dir, items, codec, ckpt.image)
+    model = for_inference(ckpt.model, ckpt.temperature)
     loader = make_loader(Subset(dataset, todo_indices), cfg.runtime.batch_size,
-                         cfg.runtime.workers, device)
+                         cfg.runtime.workers, device, predict_with=model)
     log.info("run %s: %d files under %s%s%s; model %s (%s, sha256 %s); device %s, batch %d, "
-             "%d workers, %d torch threads", run_dir.name, len(items), input_dir,
+             "%d workers (%s), %d torch threads", run_dir.name, len(items), input_dir,
              f", resuming after {state.rows}" if state.rows else "",
              f", {len(carry)} unchanged since run {state.carried_from}" if state.carried_from
              else "", ckpt.path, ckpt.arch, ckpt.sha256, device, loader.batch_size,
-             loader.num_workers, torch.get_num_threads())
+             loader.num_workers, "decoding and predicting"
+             if isinstance(loader.dataset, PredictingDataset) else "decoding",
+             torch.get_num_threads())
     metrics = Metrics(**state.metrics) if state.metrics else Metrics()
     confusion = collections.Counter({(e, p): n for e, p, n in state.confusion})
     pending: list[list] = []
@@ -328,8 +331,8 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
         if signum:
             raise Interrupted(signum, state.rows, len(items))
 
-    evaluate(for_inference(ckpt.model, ckpt.temperature), loader, codec, device, on_batch=on_batch,
-             progress=progress, desc="predict", metrics=metrics)
+    evaluate(model, loader, codec, device, on_batch=on_batch, progress=progress, desc="predict",
+             metrics=metrics)
     carry_until(len(items))
     commit()
     return _finish(run_dir, input_dir, items, ckpt, cfg, device, state, metrics)

@@ -4,6 +4,8 @@
     dataset = CaptchaDataset(root, items, codec, cfg.image)
     loader = make_loader(dataset, batch_size=256, workers=2, device=device)
     for batch in loader:  # image (B,3,H,W) uint8 RGB, target (B,length), index, error, resized
+    loader = make_loader(dataset, 32, -1, device, predict_with=model)
+    for batch in loader:  # on CPU: logits (B,steps,classes) in place of image, from the workers
 
 A file that cannot be decoded does not stop anything: its item comes back with a blank image,
 IGNORE targets and the reason in `error`, so each caller decides what to do with it.
@@ -125,6 +127,32 @@ class CaptchaDataset(Dataset):
                 "resized": resized}
 
 
+class PredictingDataset(Dataset):
+    """A dataset's batches with the model's logits in place of the images: the DataLoader
+    workers decode *and* predict, each with one torch thread, so on CPU every core runs whole
+    batches on its own (data parallel) and the main process only keeps the books.
+
+    Splitting the work instead (workers decode, the main process runs the model) leaves a core
+    partly idle whenever the two halves differ in cost: on the 2-core reference box decoding a
+    captcha takes ~250 us and the model ~340, so the worker idled while the main process set
+    the pace (docs/performance.md). Logits are small (a few hundred bytes per image) and travel
+    pickled with the batch, which also spares the main process the shared-memory handover of
+    the images. The model is the one prepared in the main process (core.models.for_inference),
+    copied into each worker when it starts; on CUDA prediction stays in the main process."""
+
+    def __init__(self, dataset: Dataset, model: torch.nn.Module):
+        self.dataset, self.model = dataset, model
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        batch = self.dataset.__getitems__(indices)
+        with torch.inference_mode():
+            batch["logits"] = self.model(batch.pop("image")).numpy()
+        return batch
+
+
 def _as_batch(batch: dict) -> dict:
     """The loader's collate_fn: CaptchaDataset.__getitems__ has built the batch already."""
     return batch
@@ -136,8 +164,9 @@ class CaptchaLoader(DataLoader):
 
     def __iter__(self):
         for batch in super().__iter__():
-            for key in ("target", "index", "resized"):
-                batch[key] = torch.from_numpy(batch[key])
+            for key in ("target", "index", "resized", "logits"):
+                if key in batch:
+                    batch[key] = torch.from_numpy(batch[key])
             yield batch
 
 
@@ -154,8 +183,14 @@ def _init_worker(_worker_id: int) -> None:
 
 def make_loader(dataset: CaptchaDataset | Subset, batch_size: int, workers: int,
                 device: torch.device, shuffle: bool = False, seed: int = 0,
-                persistent: bool = False) -> CaptchaLoader:
-    workers = resolve_workers(workers, device)
+                persistent: bool = False,
+                predict_with: torch.nn.Module | None = None) -> CaptchaLoader:
+    """The DataLoader every job uses. predict_with: the model to predict with; on CPU the
+    workers then run it (PredictingDataset) and batches carry `logits` instead of `image`."""
+    predicting = predict_with is not None and device.type == "cpu"
+    if predicting:
+        dataset = PredictingDataset(dataset, predict_with)
+    workers = resolve_workers(workers, device, predicting)
     batch_size = resolve_batch_size(batch_size, device)
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return CaptchaLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,

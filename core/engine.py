@@ -3,6 +3,7 @@
     loss = train_one_epoch(model, loader, codec, optimizer, device)
     metrics = evaluate(model, loader, codec, device)           # the one evaluate
     metrics = evaluate(model, loader, codec, device, on_batch=write_rows)
+    metrics = evaluate(model, make_loader(..., predict_with=model), codec, device)  # CPU: workers predict
 
 `evaluate` scores the labelled, decodable images of a loader; unlabelled images are predicted
 but not scored, unreadable ones neither. `on_batch(batch, decoded)` sees every batch with its
@@ -111,10 +112,13 @@ def evaluate(model: torch.nn.Module, loader: Iterable[dict], codec, device: torc
     model.eval()
     metrics = Metrics() if metrics is None else metrics
     for batch in progress(loader, desc=desc):
-        images = batch["image"].to(device, non_blocking=True)
         targets = batch["target"].to(device, non_blocking=True)
-        with _autocast(device):
-            logits = model(images)
+        if "logits" in batch:  # predicted by the loader's workers (make_loader's predict_with)
+            logits = batch["logits"]
+        else:
+            images = batch["image"].to(device, non_blocking=True)
+            with _autocast(device):
+                logits = model(images)
         decoded = codec.decode(logits, targets)
         ok = [not e for e in batch["error"]]
         scored = (targets != IGNORE).all(1)

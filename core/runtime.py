@@ -2,7 +2,7 @@
 
     device = resolve_device(cfg.runtime.device)      # "auto" -> cuda when present, else cpu
     workers = resolve_workers(cfg.runtime.workers, device)  # -1 -> what suits the device
-    share_cores(device, cfg.runtime.workers)          # CPU: torch threads on the cores left
+    share_cores(device, cfg.runtime.workers)          # CPU prediction: threads on cores left
     batch = resolve_batch_size(cfg.runtime.batch_size, device)  # -1 -> what suits the device
     keep_freed_memory()                               # glibc: no page faults per batch
     freeze_loaded_objects()                           # the collector skips what is loaded
@@ -32,26 +32,32 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def resolve_workers(workers: int, device: torch.device | None = None) -> int:
-    """-1: every core decodes, except where a CPU model needs cores too: then half of them
-    (at least one) decode and the other half run the model (see share_cores)."""
+def resolve_workers(workers: int, device: torch.device | None = None,
+                    predicting: bool = False) -> int:
+    """-1: every core gets a worker, except where a CPU model runs in the main process
+    (training): then half of them (at least one) decode and the other half run the model (see
+    share_cores). When the workers predict as well as decode (`predicting`: the batch runner on
+    CPU, core.data.PredictingDataset), every core."""
     if workers >= 0:
         return workers
     cores = available_cores()
-    if device is not None and device.type == "cpu":
+    if device is not None and device.type == "cpu" and not predicting:
         return max(1, cores // 2)
     return cores
 
 
 def share_cores(device: torch.device, workers: int) -> int:
-    """Give a CPU model the cores the decoding workers leave free; returns its thread count.
+    """Prediction on CPU: give the main process's torch the cores the workers leave free;
+    returns its thread count.
 
-    Without this, torch's threads (one per core) and the DataLoader workers fight over the same
-    cores: on the 2-core reference box, run_batch read 1,170 images/s with 2 torch threads and
-    2 workers, 1,600 with 1 thread and 2 workers (docs/performance.md)."""
+    The workers predict as well as decode (each with one thread, core.data.PredictingDataset),
+    so by default (one per core) the main process keeps one thread for its bookkeeping; with
+    --workers 0 it predicts itself, on every core. Without this, torch's threads and the
+    workers fight over the same cores (on the 2-core reference box, run_batch read 1,170
+    images/s with 2 torch threads beside 2 workers, 1,600 with 1 thread; docs/performance.md)."""
     if device.type != "cpu":
         return torch.get_num_threads()
-    threads = max(1, available_cores() - resolve_workers(workers, device))
+    threads = max(1, available_cores() - resolve_workers(workers, device, predicting=True))
     torch.set_num_threads(threads)
     return threads
 

@@ -30,8 +30,9 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None,
                         help="auto, cpu, cuda or cuda:N (default: runtime.device, auto)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="data-loading processes; -1: all cores with CUDA, half of them on "
-                             "CPU (default: runtime.workers)")
+                        help="DataLoader processes (on CPU, run_batch's also predict); -1: one "
+                             "per core, half of them for CPU training (default: "
+                             "runtime.workers)")
 
 
 def fail(message: str) -> NoReturn:
@@ -52,8 +53,8 @@ def job_config(args: argparse.Namespace, overrides: dict[str, Any]) -> Config:
 
 def job_device(cfg: Config, share: bool = True) -> torch.device:
     """The device the settings ask for (exit 2 if it is not there). On CPU with share=True
-    (prediction, where decoding is a large part of the work) torch's threads get the cores the
-    decoding workers leave free; training, where the backward pass dominates, keeps them all
+    (prediction, where the workers decode and predict) the main process's torch gets the cores
+    the workers leave free; training, where the backward pass dominates, keeps them all
     (seed-pos training on the 2-core box: 4.7 batches/s with 1 thread, 7.3 with 2). Either
     way freed memory is kept for the next batch (core.runtime.keep_freed_memory)."""
     keep_freed_memory()

@@ -95,13 +95,16 @@ def test_cpu_workers_leave_cores_for_the_model(monkeypatch):
     import core.runtime as runtime
     monkeypatch.setattr(runtime, "available_cores", lambda: 8)
     cpu = torch.device("cpu")
-    assert runtime.resolve_workers(-1, cpu) == 4
+    assert runtime.resolve_workers(-1, cpu) == 4          # training: the model runs in main
+    assert runtime.resolve_workers(-1, cpu, predicting=True) == 8   # workers run it themselves
     assert runtime.resolve_workers(-1, torch.device("cuda")) == 8
     assert runtime.resolve_workers(3, cpu) == 3
     before = torch.get_num_threads()
     try:
         assert runtime.share_cores(cpu, 6) == 2 and torch.get_num_threads() == 2
         assert runtime.share_cores(cpu, 8) == 1
+        assert runtime.share_cores(cpu, -1) == 1   # a worker per core; main keeps the books
+        assert runtime.share_cores(cpu, 0) == 8    # no workers: main predicts on every core
     finally:
         torch.set_num_threads(before)
 

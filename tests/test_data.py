@@ -5,8 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from torch.utils.data import Subset
+
 from core.data import CaptchaDataset, list_files, make_loader, scan_folder
 from core.labels import IGNORE, build_codec
+from core.models import ModelSpec, build_model, for_inference
 from core.runtime import keep_freed_memory
 
 
@@ -54,6 +57,33 @@ def test_loader_batches_are_channels_last_and_equal_the_samples(captcha_dir, cfg
         assert torch.equal(batch["image"][i], dataset[i]["image"])
         assert torch.equal(batch["target"][i], dataset[i]["target"])
     assert batch["index"].tolist() == list(range(5))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_predicting_workers_give_the_logits_the_main_process_would(captcha_dir, cfg, tmp_path,
+                                                                   workers):
+    # On CPU the batch runner has its workers decode and predict (make_loader's predict_with);
+    # each batch must carry, in order, what the model gives on that batch's images, and the
+    # same targets, indices and errors as a plain batch, an unreadable file included.
+    for p in sorted(captcha_dir.iterdir())[:9]:
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    (tmp_path / "ABCD_bad.png").write_bytes(b"")
+    items = scan_folder(tmp_path, cfg.labels)
+    codec = build_codec(cfg.labels)
+    dataset = Subset(CaptchaDataset(tmp_path, items, codec, cfg.image), [9, 0, 1, 2, 3, 4, 5])
+    model = for_inference(build_model("wide-pos", ModelSpec.from_config(cfg.image, codec)))
+    cpu = torch.device("cpu")
+    plain = list(make_loader(dataset, 3, 0, cpu))
+    predicted = list(make_loader(dataset, 3, workers, cpu, predict_with=model))
+    assert [len(b["index"]) for b in predicted] == [3, 3, 1]
+    for p, b in zip(predicted, plain):
+        assert "image" not in p and isinstance(p["logits"], torch.Tensor)
+        with torch.inference_mode():
+            assert torch.allclose(p["logits"], model(b["image"]), atol=1e-5)
+        for key in ("target", "index", "resized"):
+            assert torch.equal(p[key], b[key])
+        assert p["error"] == b["error"]
+    assert predicted[0]["error"][0] == "empty file"
 
 
 def test_a_batch_with_unreadable_files_equals_its_items_one_by_one(captcha_dir, cfg, tmp_path):
