@@ -1,0 +1,46 @@
+"""The CUDA paths, where a GPU is present (skipped elsewhere, CI included): the runner with
+pinned memory and mixed precision, and a training epoch with augmentation on the GPU."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from core.checkpoint import load_checkpoint
+from tests.conftest import ROOT, read_csv, run_batch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+
+BUNDLED = ROOT / "models" / "default.pt"
+
+
+def test_runner_on_cuda_reads_as_the_cpu_does(captcha_dir, tmp_path):
+    runs = {}
+    for device in ("cpu", "cuda"):
+        proc = run_batch("--input", captcha_dir, "--output", tmp_path / device, "--run-id", "r",
+                         "--device", device, "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        runs[device] = read_csv(tmp_path / device / "r" / "predictions.csv")
+        summary = read_csv(tmp_path / device / "r" / "summary.csv")[0]
+        assert summary["device"].startswith(device) and int(summary["images"]) == 48
+    cpu, cuda = runs["cpu"], runs["cuda"]
+    assert [r["path"] for r in cpu] == [r["path"] for r in cuda]
+    # float16 autocast may move a confidence a little, and at most flip a near tie
+    same = sum(a["prediction"] == b["prediction"] for a, b in zip(cpu, cuda))
+    assert same >= len(cpu) - 1
+    for a, b in zip(cpu, cuda):
+        if a["prediction"] == b["prediction"]:
+            assert abs(float(a["confidence"]) - float(b["confidence"])) < 0.02
+
+
+def test_training_on_cuda_with_augmentation_gives_a_checkpoint_the_cpu_loads(captcha_dir,
+                                                                             tmp_path):
+    out = tmp_path / "m.pt"
+    proc = subprocess.run([sys.executable, "-m", "jobs.train", "--input", str(captcha_dir),
+                           "--output", str(out), "--init", str(BUNDLED), "--epochs", "1",
+                           "--batch-size", "16", "--device", "cuda", "--augment"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    ckpt = load_checkpoint(out, device=torch.device("cpu"))
+    assert ckpt.arch == load_checkpoint(BUNDLED).arch
+    assert all(not p.is_cuda for p in ckpt.model.parameters())
