@@ -180,5 +180,6 @@ def main() -> None:
           f"{model_only * in_parallel:.0f} images/s ({in_parallel} x {model_only:.0f}: "
           f"{in_parallel} process(es) of {threads} torch thread(s))")
 
+
 if __name__ == "__main__":
     main()
