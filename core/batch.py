@@ -62,7 +62,8 @@ def prediction_columns(length: int) -> list[str]:
 
 def summary_columns(length: int, coverage: tuple[float, ...]) -> list[str]:
     return (["run_id", "started_at", "finished_at", "input", "model", "model_sha256", "arch",
-             "device", "images", "labelled", "unlabelled", "errors", "resized", "char_accuracy",
+             "device", "images", "labelled", "unlabelled", "errors", "resized",
+             "unlistable_folders", "char_accuracy",
              "captcha_accuracy"] + [f"position{i + 1}_accuracy" for i in range(length)]
             + ["mean_confidence", "ece", "temperature", "review", "suspects"]
             + coverage_columns(coverage)
@@ -82,13 +83,16 @@ def new_run_id(root: Path) -> str:
     return run_id
 
 
-def list_inputs(input_dir: Path, cfg: Config) -> list[Item]:
+def list_inputs(input_dir: Path, cfg: Config) -> tuple[list[Item], list[str]]:
+    """The input files, and the folders under input_dir that could not be listed."""
     if not input_dir.is_dir():
         raise InputError(f"input folder {input_dir} does not exist or is not a folder")
-    items = scan_folder(input_dir, cfg.labels)
+    unlistable: list[str] = []
+    items = scan_folder(input_dir, cfg.labels, unlistable)
     if not items:
-        raise InputError(f"input folder {input_dir} holds no files")
-    return items
+        raise InputError(f"input folder {input_dir} "
+                         + ("cannot be listed" if "." in unlistable else "holds no files"))
+    return items, unlistable
 
 
 def _fmt(x: float) -> str:
@@ -133,6 +137,7 @@ class RunState:
     only_new: bool = False
     carried_from: str = ""        # run id whose rows unchanged files keep ("": none)
     carried: int = 0
+    unlistable: list = field(default_factory=list)  # folders os.walk could not list (no rows)
     complete: bool = False
 
 
@@ -219,7 +224,7 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
     only_new: files unchanged since the last completed run of run_dir's root (same path, size
     and modification time; same input, model and configuration) keep that run's rows."""
     clock = time.monotonic()
-    items = list_inputs(input_dir, cfg)
+    items, unlistable = list_inputs(input_dir, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)  # the job makes it, unique, under the lock
     state = _start_or_resume(run_dir, input_dir, items, ckpt, cfg, resume)
     if state.complete:
@@ -230,6 +235,7 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
         if why:
             log.warning("--only-new: predicting every file, since %s", why)
     state.attempts += 1
+    state.unlistable = unlistable
     parts = run_dir / PARTS
     parts.mkdir(exist_ok=True)
     for orphan in parts.iterdir():  # written after the last manifest: not committed
@@ -365,6 +371,7 @@ def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
         "model": cell(ckpt.path), "model_sha256": ckpt.sha256, "arch": ckpt.arch, "device": str(device),
         "images": metrics.images, "labelled": labelled, "unlabelled": len(items) - labelled,
         "errors": metrics.errors, "resized": state.resized,
+        "unlistable_folders": len(state.unlistable),
         "char_accuracy": _fmt(metrics.char_accuracy),
         "captcha_accuracy": _fmt(metrics.captcha_accuracy),
         **{f"position{i + 1}_accuracy": _fmt(a) for i, a in enumerate(position)},

@@ -41,13 +41,20 @@ class Item:
     mtime_ns: int = 0        # run_batch --only-new compares to tell a file unchanged
 
 
-def _walk(root: Path) -> list[tuple[str, int, int]]:
+def _walk(root: Path, unlistable: list[str] | None = None) -> list[tuple[str, int, int]]:
     found = []
     top = str(root)
-    for dirpath, dirnames, filenames in os.walk(top, onerror=_unlistable):
+
+    def cannot_list(exc: OSError) -> None:
+        # os.walk skips a folder it cannot list; its files cannot have rows, so say which.
+        log.warning("cannot list folder %s: %s; its files are not in this run", exc.filename,
+                    exc.strerror or exc)
+        if unlistable is not None:
+            unlistable.append(_relative(exc.filename, top))
+
+    for dirpath, dirnames, filenames in os.walk(top, onerror=cannot_list):
         dirnames.sort()
-        # Relative folder with '/' separators, by string (pathlib per file is slow on big folders).
-        folder = os.path.relpath(dirpath, top).replace(os.sep, "/")
+        folder = _relative(dirpath, top)
         prefix = "" if folder == "." else folder + "/"
         for name in filenames:
             full = os.path.join(dirpath, name)
@@ -57,13 +64,14 @@ def _walk(root: Path) -> list[tuple[str, int, int]]:
                 continue
             if stat.S_ISREG(st.st_mode):
                 found.append((prefix + name, st.st_size, st.st_mtime_ns))
+    if unlistable is not None:
+        unlistable.sort()
     return sorted(found)
 
 
-def _unlistable(exc: OSError) -> None:
-    # os.walk skips a folder it cannot list; its files cannot have rows, so say so.
-    log.warning("cannot list folder %s: %s; its files are not in this run", exc.filename,
-                exc.strerror or exc)
+def _relative(path: str, top: str) -> str:
+    # Relative folder with '/' separators, by string (pathlib per file is slow on big folders).
+    return os.path.relpath(path, top).replace(os.sep, "/")
 
 
 def list_files(root: str | Path) -> list[str]:
@@ -71,9 +79,13 @@ def list_files(root: str | Path) -> list[str]:
     return [path for path, _, _ in _walk(Path(root))]
 
 
-def scan_folder(root: str | Path, labels: LabelConfig) -> list[Item]:
+def scan_folder(root: str | Path, labels: LabelConfig,
+                unlistable: list[str] | None = None) -> list[Item]:
+    """Every regular file under root as an Item, sorted by path. Folders that cannot be listed
+    are named in a warning and, when `unlistable` is given, appended to it ('/'-separated,
+    relative to root; "." for root itself)."""
     items = []
-    for path, size, mtime_ns in _walk(Path(root)):
+    for path, size, mtime_ns in _walk(Path(root), unlistable):
         label, why = parse_label(path, labels)
         items.append(Item(path, label, why, size, mtime_ns))
     return items

@@ -200,6 +200,10 @@ def _report(s: dict, run_dir: Path, quiet: bool) -> None:
               f"{s['device']}")
         print(f"{accuracy}, mean confidence {float(s['mean_confidence']):.3f}")
         print(f"results: {run_dir}")
+    unlistable = int(s.get("unlistable_folders") or 0)
+    if unlistable:
+        print(f"{unlistable} folder(s) under the input could not be listed, so their files are "
+              f"not in this run: {run_dir / 'run.log'} names them")
     sys.stdout.flush()
 
 

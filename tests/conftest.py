@@ -1,4 +1,5 @@
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,19 @@ def run_batch(*args, timeout=300):
     """run_batch.py as cron runs it, in a child process."""
     return subprocess.run([sys.executable, str(ROOT / "run_batch.py"), *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def refuse_to_list(monkeypatch, name: str) -> None:
+    """Make every folder called `name` unlistable, as a folder without read permission is
+    (tests run as root here, for whom chmod takes nothing away)."""
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if not isinstance(path, int) and os.path.basename(os.fspath(path)) == name:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
 
 
 def read_csv(path):

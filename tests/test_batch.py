@@ -13,7 +13,7 @@ from core.checkpoint import load_checkpoint, save_checkpoint
 from core.config import LabelConfig
 from core.labels import build_codec
 from core.models import ModelSpec, build_model
-from tests.conftest import read_csv, run_batch
+from tests.conftest import read_csv, refuse_to_list, run_batch
 
 
 PLANTED = {  # relative path -> (status, error, labelled, resized)
@@ -172,3 +172,41 @@ def test_wall_time_counts_writing_the_outputs(monkeypatch, tmp_path, captcha_dir
     assert wall >= 0.5
     assert float(summary["images_per_second"]) == pytest.approx(48 / wall, rel=0.01)
     assert core.batch.read_state(tmp_path / "run").seconds == pytest.approx(wall, abs=0.01)
+
+
+def test_folders_that_cannot_be_listed_are_counted_and_named(monkeypatch, tmp_path, captcha_dir,
+                                                              model, cfg):
+    # Their files cannot have rows, but the run must not look complete without saying so.
+    data = tmp_path / "in"
+    shutil.copytree(captcha_dir, data / "readable")
+    shutil.copytree(captcha_dir, data / "locked")
+    refuse_to_list(monkeypatch, "locked")
+    no_workers = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, workers=0))
+    summary = core.batch.run_batch(data, tmp_path / "run", load_checkpoint(model), no_workers,
+                                   torch.device("cpu"))
+    assert summary["images"] == 48 and summary["unlistable_folders"] == 1
+    assert core.batch.read_state(tmp_path / "run").unlistable == ["locked"]
+    rows = read_csv(tmp_path / "run" / "predictions.csv")
+    assert len(rows) == 48 and all(r["path"].startswith("readable/") for r in rows)
+    assert read_csv(tmp_path / "run" / "summary.csv")[0]["unlistable_folders"] == "1"
+
+
+def test_an_input_folder_that_cannot_be_listed_is_named_as_such(monkeypatch, tmp_path, cfg):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "ABCD_1.png").write_bytes(b"x")
+    refuse_to_list(monkeypatch, "in")
+    with pytest.raises(core.batch.InputError, match="cannot be listed"):
+        core.batch.list_inputs(tmp_path / "in", cfg)
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_stdout_says_when_folders_could_not_be_listed(capsys, tmp_path, quiet):
+    from jobs.batch import _report
+    summary = {"images": "10", "labelled": "10", "unlabelled": "0", "errors": "0",
+               "resized": "0", "captcha_accuracy": "0.9", "char_accuracy": "0.97",
+               "mean_confidence": "0.9", "images_per_second": "100.0", "wall_seconds": "0.1",
+               "device": "cpu", "unlistable_folders": "0"}
+    _report(summary, tmp_path, quiet)
+    assert "could not be listed" not in capsys.readouterr().out
+    _report({**summary, "unlistable_folders": "2"}, tmp_path, quiet)
+    assert "2 folder(s) under the input could not be listed" in capsys.readouterr().out

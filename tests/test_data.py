@@ -11,6 +11,7 @@ from core.data import CaptchaDataset, list_files, make_loader, scan_folder
 from core.labels import IGNORE, build_codec
 from core.models import ModelSpec, build_model, for_inference
 from core.runtime import keep_freed_memory
+from tests.conftest import refuse_to_list
 
 
 def test_list_files_is_recursive_sorted_and_files_only(tmp_path):
@@ -116,17 +117,12 @@ def test_a_folder_that_cannot_be_listed_is_named_in_a_warning(tmp_path, cfg, mon
     (tmp_path / "locked").mkdir()
     (tmp_path / "locked" / "ABCD_1.png").write_bytes(b"x")
     (tmp_path / "EFGH_2.png").write_bytes(b"x")
-    real_scandir = os.scandir
-
-    def scandir(path="."):
-        if os.fspath(path).endswith("locked"):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    refuse_to_list(monkeypatch, "locked")
+    unlistable = []
     with caplog.at_level("WARNING"):
-        items = scan_folder(tmp_path, cfg.labels)
+        items = scan_folder(tmp_path, cfg.labels, unlistable)
     assert [item.path for item in items] == ["EFGH_2.png"]
+    assert unlistable == ["locked"]
     assert "cannot list folder" in caplog.text and "locked" in caplog.text
     assert "Permission denied" in caplog.text
 
