@@ -256,8 +256,9 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
              f", resuming after {state.rows}" if state.rows else "",
              f", {len(carry)} unchanged since run {state.carried_from}" if state.carried_from
              else "", ckpt.path, ckpt.arch, ckpt.sha256, device, loader.batch_size,
-             loader.num_workers, "decoding and predicting"
-             if isinstance(loader.dataset, PredictingDataset) else "decoding",
+             loader.num_workers, "the main process decodes" if not loader.num_workers
+             else "decoding and predicting" if isinstance(loader.dataset, PredictingDataset)
+             else "decoding",
              torch.get_num_threads())
     metrics = Metrics(**state.metrics) if state.metrics else Metrics()
     confusion = collections.Counter({(e, p): n for e, p, n in state.confusion})
