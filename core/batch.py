@@ -251,15 +251,14 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
     model = for_inference(ckpt.model, ckpt.temperature)
     loader = make_loader(Subset(dataset, todo_indices), cfg.runtime.batch_size,
                          cfg.runtime.workers, device, predict_with=model)
+    workers_do = ("decoding and predicting" if isinstance(loader.dataset, PredictingDataset)
+                  else "decoding") if loader.num_workers else "the main process decodes"
     log.info("run %s: %d files under %s%s%s; model %s (%s, sha256 %s); device %s, batch %d, "
              "%d workers (%s), %d torch threads", run_dir.name, len(items), input_dir,
              f", resuming after {state.rows}" if state.rows else "",
              f", {len(carry)} unchanged since run {state.carried_from}" if state.carried_from
              else "", ckpt.path, ckpt.arch, ckpt.sha256, device, loader.batch_size,
-             loader.num_workers, "the main process decodes" if not loader.num_workers
-             else "decoding and predicting" if isinstance(loader.dataset, PredictingDataset)
-             else "decoding",
-             torch.get_num_threads())
+             loader.num_workers, workers_do, torch.get_num_threads())
     metrics = Metrics(**state.metrics) if state.metrics else Metrics()
     confusion = collections.Counter({(e, p): n for e, p, n in state.confusion})
     pending: list[list] = []

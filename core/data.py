@@ -25,11 +25,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .config import ImageConfig, LabelConfig
+from .engine import predict
 from .images import ImageError, read_image
 from .labels import parse_label
 from .runtime import resolve_batch_size, resolve_workers
 
 log = logging.getLogger(__name__)
+_CPU = torch.device("cpu")
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +162,7 @@ class PredictingDataset(Dataset):
 
     def __getitems__(self, indices: list[int]) -> dict:
         batch = self.dataset.__getitems__(indices)
-        with torch.inference_mode():
-            batch["logits"] = self.model(batch.pop("image")).numpy()
+        batch["logits"] = predict(self.model, batch.pop("image"), _CPU).numpy()
         return batch
 
 

@@ -103,6 +103,15 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[dict], codec,
 
 
 @torch.inference_mode()
+def predict(model: torch.nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The model's logits for a batch of uint8 images, on `device` (mixed precision on CUDA):
+    how every prediction runs, in the main process (evaluate) or in a loader's workers
+    (core.data.PredictingDataset)."""
+    with _autocast(device):
+        return model(images.to(device, non_blocking=True))
+
+
+@torch.inference_mode()
 def evaluate(model: torch.nn.Module, loader: Iterable[dict], codec, device: torch.device,
              on_batch: Callable[[dict, Decoded], None] | None = None,
              progress: Callable = no_progress, desc: str = "evaluate",
@@ -116,9 +125,7 @@ def evaluate(model: torch.nn.Module, loader: Iterable[dict], codec, device: torc
         if "logits" in batch:  # predicted by the loader's workers (make_loader's predict_with)
             logits = batch["logits"]
         else:
-            images = batch["image"].to(device, non_blocking=True)
-            with _autocast(device):
-                logits = model(images)
+            logits = predict(model, batch["image"], device)
         decoded = codec.decode(logits, targets)
         ok = [not e for e in batch["error"]]
         scored = (targets != IGNORE).all(1)
