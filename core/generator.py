@@ -234,9 +234,10 @@ def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int
                 cv2.LINE_AA)
     centre = (pad + tw / 2, pad + baseline - th / 2)
     rot = cv2.getRotationMatrix2D(centre, rng.uniform(-_MAX_ROTATION_DEG, _MAX_ROTATION_DEG), 1.0)
-    squeeze = _WIDTH_FACTOR.get(char, 1.0)   # about the centre, before the rotation
-    rot[:, 0] *= squeeze
-    rot[:, 2] += rot[:, 0] * centre[0] * (1 / squeeze - 1)
+    if char in _WIDTH_FACTOR:   # narrowed about the centre, before the rotation
+        squeeze = _WIDTH_FACTOR[char]
+        rot[:, 0] *= squeeze
+        rot[:, 2] += rot[:, 0] * centre[0] * (1 / squeeze - 1)
     canvas = cv2.warpAffine(canvas, rot, (canvas.shape[1], canvas.shape[0]),
                             flags=cv2.INTER_LINEAR)
     rows = np.flatnonzero(canvas.max(1) > 40)
