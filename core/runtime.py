@@ -12,11 +12,19 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where a device is resolved, not here: the generator's worker processes need
+# only resolve_workers, and importing torch would cost each of them ~2 s of a short job's wall
+# time (core.generator imports nothing from torch).
 
 
 def resolve_device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -55,6 +63,8 @@ def share_cores(device: torch.device, workers: int) -> int:
     --workers 0 it predicts itself, on every core. Without this, torch's threads and the
     workers fight over the same cores (on the 2-core reference box, run_batch read 1,170
     images/s with 2 torch threads beside 2 workers, 1,600 with 1 thread; docs/performance.md)."""
+    import torch
+
     if device.type != "cpu":
         return torch.get_num_threads()
     threads = max(1, available_cores() - resolve_workers(workers, device, predicting=True))

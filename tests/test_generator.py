@@ -1,5 +1,8 @@
 import hashlib
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -103,3 +106,27 @@ def test_zero_is_drawn_narrower_than_the_letter_o(cfg):
     zeros, letters = glyph_aspects("0", 200, height), glyph_aspects("O", 200, height)
     assert np.percentile(zeros, 95) < np.percentile(letters, 5)
     assert np.median(zeros) < 0.8 * np.median(letters)
+
+
+def test_the_bundled_models_training_captchas_are_still_drawn_pixel_for_pixel(cfg):
+    """The README's recipe for models/default.pt regenerates its training sets from seeds; this
+    pins the first captchas of one of them (seed 13000). A change to the generator that moves a
+    single pixel (a reordered float operation is enough) fails here: if it is meant, the bundled
+    model's recipe no longer reproduces it, and the README must say so."""
+    digest = hashlib.sha256()
+    for index in range(8):
+        text, pixels = generate_one(index, 13000, cfg.labels, cfg.image)
+        digest.update(text.encode())
+        digest.update(pixels.tobytes())
+    assert digest.hexdigest() == (
+        "fcf10cc42d84c777f31e0078689f6f49e5d7b603017ba01964d675c52ccea0ac")
+
+
+def test_generator_workers_start_without_torch():
+    """jobs.generate's worker processes import core.generator only; torch (~2 s per process
+    on the reference box) must not come with it."""
+    code = "import sys, core.generator; print('torch' in sys.modules)"
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
