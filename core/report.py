@@ -22,6 +22,7 @@ import numpy as np
 
 from .config import load_config
 from .files import atomic_write, read_cell, read_number, read_rows
+from .images import encode_png
 
 CONFUSIONS_SHOWN = 15
 
@@ -93,11 +94,10 @@ def _thumbnail(path: Path) -> str | None:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError:
         return None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR_RGB) if data.size else None
     if image is None:
         return None
-    ok, png = cv2.imencode(".png", image)
-    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii") if ok else None
+    return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode("ascii")
 
 
 def _marked(prediction: str, label: str) -> str:

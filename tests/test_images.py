@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from core.images import ImageError, _png_inflated, decode_image, read_image, to_rgb8, write_png
+from core.images import (ImageError, _png_inflated, decode_image, encode_png, read_image, to_rgb8,
+                         write_png)
 
 H, W = 46, 284
 
@@ -31,6 +32,25 @@ def test_write_png_and_read_image_round_trip(tmp_path):
     write_png(str(tmp_path / "x.png"), rgb)
     image, _ = read_image(str(tmp_path / "x.png"), H, W)
     assert np.array_equal(image, rgb)
+
+
+@pytest.mark.parametrize("shape", [(H, W, 3), (1, 1, 3), (7, 13, 3), (300, 5, 3)])
+def test_encode_png_gives_the_same_pixels_to_libpng_alone_and_to_decode_image(shape):
+    rng = np.random.default_rng(sum(shape))
+    noise = rng.integers(0, 256, shape, dtype=np.uint8)
+    # and a smooth image, where Sub-filtered bytes are small and a wrong filter would show
+    ramp = np.broadcast_to(np.arange(shape[1], dtype=np.uint8)[None, :, None] * 3, shape)
+    for rgb in (noise, np.ascontiguousarray(ramp), noise[:, ::-1]):   # also a non-contiguous view
+        data = encode_png(rgb)
+        assert np.array_equal(opencv_alone(data), rgb)
+        assert np.array_equal(decode_image(data, *shape[:2])[0], rgb)
+
+
+@pytest.mark.parametrize("array", [np.zeros((H, W, 3), np.float32), np.zeros((H, W), np.uint8),
+                                   np.zeros((H, W, 4), np.uint8), np.zeros((0, W, 3), np.uint8)])
+def test_encode_png_refuses_what_is_not_rgb8(array):
+    with pytest.raises(ValueError, match="uint8 array"):
+        encode_png(array)
 
 
 def test_grayscale_becomes_three_channels():

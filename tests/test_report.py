@@ -1,12 +1,16 @@
 """report.html from a real run: self-contained, with its images and charts, and checked in a
 real headless browser (Debian's chromium) where one is installed."""
+import base64
 import re
 import shutil
 import subprocess
 
+import cv2
+import numpy as np
 import pytest
 
-from core.report import write_report
+from core.images import read_image
+from core.report import _thumbnail, write_report
 from tests.conftest import read_csv, run_batch
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -39,6 +43,13 @@ def test_report_is_self_contained_with_images_and_charts(report):
     assert "Over time (2 runs)" in page and "Most frequent confusions" in page
     assert f"{100 * float(summary['captcha_accuracy']):.2f} %" in page
     assert 'WXYZ_<b>"odd"' not in page and "WXYZ_&lt;b&gt;&quot;odd&quot;.png" in page
+
+
+def test_thumbnails_show_the_captcha_in_its_own_colours(captcha_dir):
+    path = sorted(captcha_dir.iterdir())[0]
+    png = base64.b64decode(_thumbnail(path).removeprefix("data:image/png;base64,"))
+    shown = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR_RGB)
+    assert np.array_equal(shown, read_image(str(path), *shown.shape[:2])[0])
 
 
 def test_report_can_be_rebuilt_from_the_run_directory(report):
