@@ -191,16 +191,14 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     angle = rng.uniform(0, 2 * math.pi)
     ramp = np.add.outer(np.sin(angle) * np.linspace(0, 1, h, dtype=np.float32),
                         np.cos(angle) * np.linspace(0, 1, w, dtype=np.float32))
-    ramp = ((ramp - ramp.min()) / (np.ptp(ramp) + 1e-6))[..., None]
+    ramp = (ramp - ramp.min()) / (np.ptp(ramp) + 1e-6)
     mix = rng.uniform(0.15, 0.6)
-    # (1 - mix) * image + mix * (a * (1 - ramp) + b * ramp), with fewer temporary arrays and the
-    # same rounding: float64 like ramp (np.sin gives a float64), in the same order. Every change
-    # here must keep each pixel (the bundled model's training data: tests/test_generator.py).
-    blended = a * (1 - ramp)
-    blended += b * ramp
-    blended *= mix
-    blended += (1 - mix) * image
-    image = blended
+    # (1 - mix) * image + mix * (a * (1 - ramp) + b * ramp), one colour plane at a time: numpy
+    # is slow at broadcasting over a last axis of 3, and the sums are the same, in the same
+    # order and dtype (float64, like ramp: np.sin gives a float64). Every change here must keep
+    # each pixel (the bundled model's training data: tests/test_generator.py).
+    image = _by_channel(image, lambda c, plane: (a[c] * (1 - ramp) + b[c] * ramp) * mix
+                        + (1 - mix) * plane)
     # Shards: translucent polygons.
     layer = image.copy()
     for colour in _random_colours(rng, int(rng.integers(2, 9))):
@@ -302,13 +300,16 @@ def _draw_text(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) ->
         # A dark rim or drop shadow under some texts, as anti-aliased captcha text often has.
         shadow = cv2.GaussianBlur(mask, (0, 0), rng.uniform(0.6, 1.5))
         shift = rng.integers(-1, 2, 2)
-        shadow = np.roll(shadow, tuple(shift), axis=(0, 1))[..., None]
-        image = image * (1 - rng.uniform(0.3, 0.8) * shadow)
+        shade = 1 - rng.uniform(0.3, 0.8) * np.roll(shadow, tuple(shift), axis=(0, 1))
+        image = _by_channel(image, lambda c, plane: plane * shade)
     colour = rng.uniform(_TEXT_WHITE, 1.0, 3).astype(np.float32)
-    alpha = mask[..., None]
-    out = image * (1 - alpha)
-    out += colour * alpha
-    return out
+    return _by_channel(image, lambda c, plane: plane * (1 - mask) + colour[c] * mask)
+
+
+def _by_channel(image: np.ndarray, blend) -> np.ndarray:
+    """An (h, w, 3) image with blend(c, plane) applied to each colour plane: the same values as
+    the whole-image expression with (h, w, 1) factors and (3,) colours, at a third of the cost."""
+    return cv2.merge([blend(c, np.ascontiguousarray(image[..., c])) for c in range(3)])
 
 
 def _scatter_clutter(image: np.ndarray, rng: np.random.Generator, h: int, w: int) -> None:
