@@ -41,8 +41,14 @@ class Augment(nn.Module):
         self.cfg = cfg
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) uint8 -> float32 on the same 0-255 scale (what the models accept)."""
-        return apply(images, self.draw(images.shape[0], images.shape[1], images.device))
+        """(B, C, H, W) uint8 -> float32 on the same 0-255 scale (what the models accept).
+        With cfg.share below 1, each image is changed with that probability; the others are
+        passed exactly as they are (the change resamples the image, which blurs it a little)."""
+        changed = apply(images, self.draw(images.shape[0], images.shape[1], images.device))
+        if self.cfg.share >= 1:
+            return changed
+        keep = torch.rand(images.shape[0], device=images.device) >= self.cfg.share
+        return torch.where(keep[:, None, None, None], images.to(changed.dtype), changed)
 
     def draw(self, b: int, c: int, device: torch.device) -> Draw:
         cfg = self.cfg

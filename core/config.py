@@ -67,6 +67,7 @@ class AugmentConfig:
     brightness: float = 0.12
     contrast: float = 0.2
     colour: float = 0.08
+    share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,8 @@ def _check_values(cfg: Config) -> None:
         if not 0.0 <= value < 1.0:
             raise bad(f"augment.{name}", f"must be a fraction from 0 up to (not including) 1, "
                                          f"got {value}")
+    if not 0.0 <= cfg.augment.share <= 1.0:
+        raise bad("augment.share", f"must be a fraction between 0 and 1, got {cfg.augment.share}")
     if not 0.0 <= cfg.augment.rotate_degrees <= 45.0:
         raise bad("augment.rotate_degrees", f"must be between 0 and 45, "
                                             f"got {cfg.augment.rotate_degrees}")

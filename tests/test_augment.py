@@ -104,6 +104,16 @@ def test_seeded_draws_repeat_and_differ_per_image():
     assert 0 <= out.min() and out.max() <= 255
 
 
+def test_share_changes_that_fraction_of_the_images_and_passes_the_rest_exactly():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (400, 3, H, W), dtype=torch.uint8)
+    for share in (0.0, 0.5, 1.0):
+        out = build_augment(dataclasses.replace(AugmentConfig(), share=share))(images)
+        exact = (out == images.float()).flatten(1).all(1)
+        assert out.dtype == torch.float32
+        assert int((~exact).sum()) == pytest.approx(share * 400, abs=40)
+
+
 def test_disabled_means_no_augmentation():
     assert build_augment(dataclasses.replace(AugmentConfig(), enabled=False)) is None
     assert isinstance(build_augment(AugmentConfig()), Augment)

@@ -72,7 +72,8 @@ def test_bad_values_are_refused():
 
 
 @pytest.mark.parametrize("key,value", [("augment.shift_x", -0.1), ("augment.scale", 1.0),
-                                       ("augment.colour", 2.5), ("augment.rotate_degrees", 90.0)])
+                                       ("augment.colour", 2.5), ("augment.rotate_degrees", 90.0),
+                                       ("augment.share", 1.5), ("augment.share", -0.2)])
 def test_augmentation_limits_are_checked(key, value):
     with pytest.raises(ConfigError, match=rf"'{key}' must be"):
         load_config(None, {key: value})
