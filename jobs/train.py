@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--augment", default=None, action=argparse.BooleanOptionalAction,
                    help="randomly shift, turn, scale and recolour each training batch "
                         "(default: augment.enabled; the seed did not)")
+    p.add_argument("--augment-share", type=float, default=None, metavar="S",
+                   help="fraction of each batch's images augmented, the rest fed as they are "
+                        "(default: augment.share, 1)")
     p.add_argument("--test", default=None, help="folder to test the best epoch on at the end")
     p.add_argument("--init", default=None, metavar="MODEL.pt",
                    help="start from this checkpoint's weights (fine-tuning); its architecture "
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = job_config(args, {"model.arch": args.arch, "train.epochs": args.epochs,
                             "train.seed": args.seed, "train.batch_size": args.batch_size,
                             "train.lr": args.lr, "train.lr_schedule": args.lr_schedule,
-                            "augment.enabled": args.augment,
+                            "augment.enabled": args.augment, "augment.share": args.augment_share,
                             "runtime.device": args.device,
                             "runtime.workers": args.workers})
     device = job_device(cfg, share=False)

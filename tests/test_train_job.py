@@ -30,7 +30,7 @@ def trained(tmp_path_factory):
     model = tmp / "model.pt"
     proc = run("jobs.train", "--input", str(tmp / "data"), "--output", str(model),
                "--arch", "seed", "--epochs", "2", "--seed", "1", "--test", str(tmp / "test"),
-               "--workers", "0")
+               "--workers", "0", "--augment-share", "0.5")
     return tmp, model, proc.stdout
 
 
@@ -55,7 +55,9 @@ def test_checkpoint_loads_without_flags_and_predicts(trained, cfg):
     ckpt = load_checkpoint(model, labels=cfg.labels, image=cfg.image)
     assert ckpt.arch == "seed" and ckpt.summary["epochs"] == 2
     assert ckpt.summary["test"]["scored"] == 40
-    assert ckpt.summary["augment"] == dataclasses.asdict(cfg.augment)   # on by default
+    # on by default; the flag overrides the config's share
+    assert ckpt.summary["augment"] == dataclasses.asdict(dataclasses.replace(cfg.augment,
+                                                                             share=0.5))
     assert model.with_suffix(".config.yaml").exists()
     codec = build_codec(ckpt.labels)
     items = scan_folder(tmp / "test", ckpt.labels)
