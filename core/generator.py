@@ -197,7 +197,8 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     # is slow at broadcasting over a last axis of 3, and the sums are the same, in the same
     # order and dtype (float64, like ramp: np.sin gives a float64). Every change here must keep
     # each pixel (the bundled model's training data: tests/test_generator.py).
-    image = _by_channel(image, lambda c, plane: (a[c] * (1 - ramp) + b[c] * ramp) * mix
+    fade = 1 - ramp
+    image = _by_channel(image, lambda c, plane: (a[c] * fade + b[c] * ramp) * mix
                         + (1 - mix) * plane)
     # Shards: translucent polygons.
     layer = image.copy()
@@ -303,13 +304,14 @@ def _draw_text(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) ->
         shade = 1 - rng.uniform(0.3, 0.8) * np.roll(shadow, tuple(shift), axis=(0, 1))
         image = _by_channel(image, lambda c, plane: plane * shade)
     colour = rng.uniform(_TEXT_WHITE, 1.0, 3).astype(np.float32)
-    return _by_channel(image, lambda c, plane: plane * (1 - mask) + colour[c] * mask)
+    behind = 1 - mask
+    return _by_channel(image, lambda c, plane: plane * behind + colour[c] * mask)
 
 
 def _by_channel(image: np.ndarray, blend) -> np.ndarray:
     """An (h, w, 3) image with blend(c, plane) applied to each colour plane: the same values as
     the whole-image expression with (h, w, 1) factors and (3,) colours, at a third of the cost."""
-    return cv2.merge([blend(c, np.ascontiguousarray(image[..., c])) for c in range(3)])
+    return cv2.merge([blend(c, image[..., c]) for c in range(3)])
 
 
 def _scatter_clutter(image: np.ndarray, rng: np.random.Generator, h: int, w: int) -> None:

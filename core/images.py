@@ -136,15 +136,13 @@ def _png_inflated(data: bytes) -> bytes | None:
     if len(raw) != expected or not inflater.eof:
         return None
     view = memoryview(raw)
-    blocks = [b"IDAT\x78\x01"]
+    blocks = [b"\x78\x01"]                            # zlib header: deflate, no dictionary
     for start in range(0, expected, _STORED_BLOCK):
         block = view[start:start + _STORED_BLOCK]
         last = start + _STORED_BLOCK >= expected
         blocks += [struct.pack("<BHH", last, len(block), len(block) ^ 0xFFFF), block]
     blocks.append(struct.pack(">I", zlib.adler32(raw)))
-    chunk = b"".join(blocks)
-    return b"".join((data[:idat_start], struct.pack(">I", len(chunk) - 4), chunk,
-                     struct.pack(">I", isal_zlib.crc32(chunk)), data[idat_end:]))
+    return b"".join((data[:idat_start], *_png_chunk(b"IDAT", b"".join(blocks)), data[idat_end:]))
 
 
 def sniff_format(data: bytes) -> str:
@@ -199,11 +197,13 @@ def encode_png(rgb: np.ndarray) -> bytes:
     scanlines[:, 1:1 + channels] = pixels[:, :channels]
     np.subtract(pixels[:, channels:], pixels[:, :-channels], out=scanlines[:, 1 + channels:])
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)   # 8-bit RGB, no interlace
-    return b"".join((_PNG_SIGNATURE, _png_chunk(b"IHDR", header),
-                     _png_chunk(b"IDAT", isal_zlib.compress(scanlines.tobytes(), 1)),
-                     _png_chunk(b"IEND", b"")))
+    return b"".join((_PNG_SIGNATURE, *_png_chunk(b"IHDR", header),
+                     *_png_chunk(b"IDAT", isal_zlib.compress(scanlines.tobytes(), 1)),
+                     *_png_chunk(b"IEND", b"")))
 
 
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return b"".join((struct.pack(">I", len(body)), kind, body,
-                     struct.pack(">I", isal_zlib.crc32(kind + body))))
+def _png_chunk(kind: bytes, body: bytes) -> tuple[bytes, ...]:
+    """One PNG chunk's parts: length, kind, body, and the CRC of kind and body (joined once, with
+    the rest of the file, by the caller: the image data is not copied one more time)."""
+    return (struct.pack(">I", len(body)), kind, body,
+            struct.pack(">I", isal_zlib.crc32(body, isal_zlib.crc32(kind))))

@@ -2,7 +2,6 @@ import hashlib
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -12,6 +11,7 @@ from core.generator import (generate_folder, generate_one, plant_wrong_labels, r
                             text_layers)
 from core.images import read_image
 from core.labels import parse_label
+from tests.conftest import ROOT
 
 
 def digests(folder):
@@ -126,7 +126,6 @@ def test_generator_workers_start_without_torch():
     """jobs.generate's worker processes import core.generator only; torch (~2 s per process
     on the reference box) must not come with it."""
     code = "import sys, core.generator; print('torch' in sys.modules)"
-    root = Path(__file__).resolve().parent.parent
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
