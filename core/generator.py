@@ -23,6 +23,7 @@ lower-case shapes that would pass for another character are not used.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -50,6 +51,10 @@ _GLYPH_HEIGHT = (0.36, 0.52)        # cap height / image height
 _BASELINE = (0.70, 0.80)            # baseline / image height
 _BASELINE_JITTER = 0.07
 _MAX_ROTATION_DEG = 12.0             # "slightly rotated"
+# Room drawn around each glyph (fraction of the image height), so that rotation never cuts it:
+# its ink (a cap height of at most half the image, descenders, italics) turned by a few degrees
+# stays this close to its box; more only costs time in the rotation.
+_GLYPH_PAD = 1 / 3
 # Lower-case shapes that would pass for another character of the alphabet (l for I or 1, o for
 # 0): drawn as small caps instead, so that no label is unreadable by construction.
 _NO_LOWER_CASE = frozenset("LO")
@@ -167,62 +172,104 @@ def _write_range(output: str, lo: int, hi: int, count: int, seed: int, labels: L
     return hi - lo
 
 
+def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    """One draw from [low, high): rng.uniform's distribution at a third of its cost per scalar."""
+    return low + (high - low) * rng.random()
+
+
+def _integer(rng: np.random.Generator, low: int, high: int) -> int:
+    """One integer from [low, high), uniformly: rng.integers' distribution at a tenth of its
+    cost per scalar (~15 us each, a few dozen per captcha)."""
+    return low + int((high - low) * rng.random())
+
+
 def _random_colours(rng: np.random.Generator, n: int) -> np.ndarray:
     """n saturated colours in many hues (HSV drawn, RGB returned) as float32 in [0, 1]."""
-    if n == 0:
-        return np.zeros((0, 3), np.float32)
-    hsv = np.empty((1, n, 3), np.uint8)   # filled as the float draws truncated to uint8
-    for channel, (low, high) in enumerate(((0, 180), (110, 255), (60, 240))):
-        hsv[0, :, channel] = rng.uniform(low, high, n)
+    hsv = rng.uniform((0, 110, 60), (180, 255, 240), (1, n, 3)).astype(np.uint8)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0].astype(np.float32) / 255
+
+
+@functools.lru_cache(maxsize=64)
+def _cubic_weights(source: int, size: int) -> np.ndarray:
+    """The (size, source) matrix of OpenCV's bicubic upscaling from `source` samples to `size`:
+    the image of the identity under cv2.resize, so that W @ cells is cv2.resize(cells) along
+    that axis (to float rounding)."""
+    eye = np.eye(source, dtype=np.float32)
+    return cv2.resize(eye, (source, size), interpolation=cv2.INTER_CUBIC).astype(np.float64)
+
+
+def _smooth_colours(layers: list[tuple[np.ndarray, float]], h: int, w: int) -> np.ndarray:
+    """The sum of weight * (cells bicubically upscaled to (h, w)) over the (cells, weight) pairs,
+    cells being (rows, cols, 3): the same image as the sum of cv2.resize(cells, (w, h),
+    INTER_CUBIC), as two small matrix products (OpenCV's bicubic upscaling of a grid of more
+    than three rows takes ~0.25 ms here, five times its cost from three). In float64, so that
+    the float32 result does not depend on which BLAS kernel the CPU gets."""
+    rows = []
+    for cells, _ in layers:   # each row of cells upscaled along x: (rows, w, 3)
+        r, c, _ = cells.shape
+        across = _cubic_weights(c, w) @ cells.transpose(1, 0, 2).reshape(c, r * 3)
+        rows.append(across.reshape(w, r, 3).transpose(1, 0, 2))
+    down = np.hstack([weight * _cubic_weights(cells.shape[0], h) for cells, weight in layers])
+    stacked = np.concatenate(rows).reshape(-1, w * 3)
+    return (down @ stacked).astype(np.float32).reshape(h, w, 3)
+
+
+@functools.lru_cache(maxsize=8)
+def _linspaces(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.linspace(0, 1, h, dtype=np.float32), np.linspace(0, 1, w, dtype=np.float32)
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Busy colourful texture, float32 RGB in [0, 1]."""
+    coarse = (_integer(rng, 2, 4), _integer(rng, 3, 9))
+    fine = (_integer(rng, 3, 8), _integer(rng, 10, 32))
+    fine_weight = _uniform(rng, 0.2, 0.8)
+    shards, streaks = _integer(rng, 2, 9), _integer(rng, 0, 6)
+    cells = coarse[0] * coarse[1], fine[0] * fine[1]
+    colours = _random_colours(rng, cells[0] + cells[1] + 2 + shards + streaks)
     # Photographic-looking blobs: smooth colour noise at two scales.
-    image = np.zeros((h, w, 3), np.float32)
-    for rows, cols, weight in ((rng.integers(2, 4), rng.integers(3, 9), 1.0),
-                               (rng.integers(3, 8), rng.integers(10, 32), rng.uniform(0.2, 0.8))):
-        cells = _random_colours(rng, rows * cols).reshape(rows, cols, 3)
-        image += weight * cv2.resize(cells, (w, h), interpolation=cv2.INTER_CUBIC)
-    image /= image.max() + 1e-6
-    # A gradient across the whole image.
-    a, b = _random_colours(rng, 2)
-    angle = rng.uniform(0, 2 * math.pi)
-    ramp = np.add.outer(np.sin(angle) * np.linspace(0, 1, h, dtype=np.float32),
-                        np.cos(angle) * np.linspace(0, 1, w, dtype=np.float32))
-    ramp = (ramp - ramp.min()) / (np.ptp(ramp) + 1e-6)
-    mix = rng.uniform(0.15, 0.6)
-    # (1 - mix) * image + mix * (a * (1 - ramp) + b * ramp), one colour plane at a time: numpy
-    # is slow at broadcasting over a last axis of 3, and the sums are the same, in the same
-    # order and dtype (float64, like ramp: np.sin gives a float64). Every change here must keep
-    # each pixel (the bundled model's training data: tests/test_generator.py).
-    fade = 1 - ramp
-    image = _by_channel(image, lambda c, plane: (a[c] * fade + b[c] * ramp) * mix
-                        + (1 - mix) * plane)
+    image = _smooth_colours([(colours[:cells[0]].reshape(*coarse, 3), 1.0),
+                             (colours[cells[0]:sum(cells)].reshape(*fine, 3), fine_weight)], h, w)
+    image *= 1 / (image.max() + 1e-6)
+    colours = colours[sum(cells):]
+    # A gradient across the whole image, from colour a to colour b: each plane a linear ramp.
+    a, b = colours[0], colours[1]
+    angle = _uniform(rng, 0, 2 * math.pi)
+    dy, dx = math.sin(angle), math.cos(angle)
+    low, span = min(0.0, dy) + min(0.0, dx), abs(dy) + abs(dx) + 1e-6
+    ys, xs = _linspaces(h, w)
+    ramp = np.add.outer(ys * (dy / span), xs * (dx / span))   # in [0, 1]
+    ramp -= low / span
+    gradient = cv2.merge([ramp * float(b[c] - a[c]) + float(a[c]) for c in range(3)])
+    mix = _uniform(rng, 0.15, 0.6)
+    image = cv2.addWeighted(image, 1 - mix, gradient, mix, 0)
     # Shards: translucent polygons.
     layer = image.copy()
-    for colour in _random_colours(rng, int(rng.integers(2, 9))):
-        k = int(rng.integers(3, 6))
-        cx, cy = rng.uniform(-0.1 * w, 1.1 * w), rng.uniform(-0.2 * h, 1.2 * h)
-        r = rng.uniform(0.2, 1.0) * h
+    for colour in colours[2:2 + shards].tolist():
+        k = _integer(rng, 3, 6)
+        cx, cy = _uniform(rng, -0.1 * w, 1.1 * w), _uniform(rng, -0.2 * h, 1.2 * h)
+        r = _uniform(rng, 0.2, 1.0) * h
         pts = np.empty((k, 2), np.int32)
         pts[:, 0] = cx + rng.uniform(-2.5 * r, 2.5 * r, k)
         pts[:, 1] = cy + rng.uniform(-r, r, k)
-        cv2.fillPoly(layer, [pts], colour.tolist(), cv2.LINE_AA)
-    image = cv2.addWeighted(image, 1 - (alpha := rng.uniform(0.3, 0.8)), layer, alpha, 0)
+        cv2.fillPoly(layer, [pts], colour, cv2.LINE_AA)
+    alpha = _uniform(rng, 0.3, 0.8)
+    image = cv2.addWeighted(image, 1 - alpha, layer, alpha, 0)
     # Streaks: long soft lines.
-    for colour in _random_colours(rng, int(rng.integers(0, 6))):
-        p1 = (int(rng.uniform(-0.2, 1.2) * w), int(rng.uniform(-0.5, 1.5) * h))
-        p2 = (int(rng.uniform(-0.2, 1.2) * w), int(rng.uniform(-0.5, 1.5) * h))
-        cv2.line(image, p1, p2, colour.tolist(), int(rng.integers(1, max(2, h // 8))), cv2.LINE_AA)
-    image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 1.5))
+    for colour in colours[2 + shards:].tolist():
+        p1 = (int(_uniform(rng, -0.2, 1.2) * w), int(_uniform(rng, -0.5, 1.5) * h))
+        p2 = (int(_uniform(rng, -0.2, 1.2) * w), int(_uniform(rng, -0.5, 1.5) * h))
+        cv2.line(image, p1, p2, colour, _integer(rng, 1, max(2, h // 8)), cv2.LINE_AA)
+    image = cv2.GaussianBlur(image, (0, 0), _uniform(rng, 0.3, 1.5))
     # Most backgrounds sit well below the white text; some are bright enough to fight it...
     ceiling = _TEXT_WHITE - _MIN_CONTRAST
-    level = rng.uniform(0.75, 0.95) * ceiling if rng.random() < 0.12 else rng.uniform(0.25, 0.6)
-    image *= level / (image.mean() + 1e-6)
+    if rng.random() < 0.12:
+        level = _uniform(rng, 0.75, 0.95) * ceiling
+    else:
+        level = _uniform(rng, 0.25, 0.6)
+    image *= level / (sum(cv2.mean(image)[:3]) / 3 + 1e-6)
     # ...but its highlights stay below the text's white, or the label would be unreadable.
-    return np.clip(image, 0, rng.uniform(0.8, 1.0) * ceiling)
+    return np.clip(image, 0, _uniform(rng, 0.8, 1.0) * ceiling, out=image)
 
 
 def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int]:
@@ -231,23 +278,24 @@ def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int
     font = _FONTS[int(_FONT_CDF.searchsorted(rng.random(), side="right"))]
     if rng.random() < 0.25:
         font |= cv2.FONT_ITALIC
-    glyph_h = rng.uniform(*_GLYPH_HEIGHT) * h
+    glyph_h = _uniform(rng, *_GLYPH_HEIGHT) * h
     if char.isalpha():
         shape = rng.random()
         if shape < 0.25 and char not in _NO_LOWER_CASE:
             char = char.lower()
         elif shape < 0.4:
-            glyph_h *= rng.uniform(0.7, 0.85)     # small caps
-    thickness = max(1, int(round(h * rng.uniform(0.02, 0.052))))
+            glyph_h *= _uniform(rng, 0.7, 0.85)     # small caps
+    thickness = max(1, int(round(h * _uniform(rng, 0.02, 0.052))))
     scale = cv2.getFontScaleFromHeight(font & ~cv2.FONT_ITALIC, int(round(glyph_h)), thickness)
     (tw, th), _ = cv2.getTextSize(char, font, scale, thickness)
-    pad = h   # room around the glyph, so rotation never cuts it
+    pad = int(_GLYPH_PAD * h) + thickness
     canvas = np.zeros((h + 2 * pad, tw + 2 * pad), np.uint8)
-    baseline = rng.uniform(*_BASELINE) * h + rng.uniform(-_BASELINE_JITTER, _BASELINE_JITTER) * h
+    baseline = (_uniform(rng, *_BASELINE) + _uniform(rng, -_BASELINE_JITTER, _BASELINE_JITTER)) * h
     cv2.putText(canvas, char, (pad, int(round(pad + baseline))), font, scale, 255, thickness,
                 cv2.LINE_AA)
     centre = (pad + tw / 2, pad + baseline - th / 2)
-    rot = cv2.getRotationMatrix2D(centre, rng.uniform(-_MAX_ROTATION_DEG, _MAX_ROTATION_DEG), 1.0)
+    rot = cv2.getRotationMatrix2D(centre, _uniform(rng, -_MAX_ROTATION_DEG, _MAX_ROTATION_DEG),
+                                  1.0)
     if char in _WIDTH_FACTOR:   # narrowed about the centre, before the rotation
         squeeze = _WIDTH_FACTOR[char]
         rot[:, 0] *= squeeze
@@ -259,7 +307,7 @@ def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int
     if ink_w == 0:
         return np.zeros((h, max(1, tw)), np.uint8), th
     # Keep the whole glyph inside the image: a cut-off glyph can make its label unreadable.
-    top = min(max(pad, y + ink_h + 1 - h), y - 1)
+    top = max(0, min(max(pad, y + ink_h + 1 - h), y - 1, canvas.shape[0] - h))
     return canvas[top:top + h, x:x + ink_w], th
 
 
@@ -272,11 +320,11 @@ def _text_mask(text: str, rng: np.random.Generator, h: int, w: int) -> np.ndarra
     """
     glyphs = [_glyph(c, rng, h) for c in text]
     widths = [g.shape[1] for g, _ in glyphs]
-    left = int(rng.uniform(*_TEXT_LEFT) * w)
-    target = rng.uniform(*_TEXT_SPAN) * w
+    left = int(_uniform(rng, *_TEXT_LEFT) * w)
+    target = _uniform(rng, *_TEXT_SPAN) * w
     # Spacing that brings the text to the target span, within sensible limits per gap.
     gap = (target - sum(widths)) / max(1, len(glyphs) - 1)
-    gaps = [int(round(min(max(gap + rng.uniform(-0.1, 0.1) * th, -0.08 * th), 0.6 * th)))
+    gaps = [int(round(min(max(gap + _uniform(rng, -0.1, 0.1) * th, -0.08 * th), 0.6 * th)))
             for _, th in glyphs[:-1]] + [0]
     strip = np.zeros((h, max(1, sum(widths) + sum(max(0, g) for g in gaps))), np.uint8)
     x = 0
@@ -292,57 +340,79 @@ def _text_mask(text: str, rng: np.random.Generator, h: int, w: int) -> np.ndarra
         top = (h - small.shape[0]) // 2
         strip[top:top + small.shape[0]] = small
     mask = np.zeros((h, w), np.float32)
-    mask[:, left:left + strip.shape[1]] = strip / 255.0
+    mask[:, left:left + strip.shape[1]] = strip
+    mask *= 1 / 255
     return mask
 
 
 def _draw_text(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.3:
         # A dark rim or drop shadow under some texts, as anti-aliased captcha text often has.
-        shadow = cv2.GaussianBlur(mask, (0, 0), rng.uniform(0.6, 1.5))
-        shift = rng.integers(-1, 2, 2)
-        shade = 1 - rng.uniform(0.3, 0.8) * np.roll(shadow, tuple(shift), axis=(0, 1))
-        image = _by_channel(image, lambda c, plane: plane * shade)
-    colour = rng.uniform(_TEXT_WHITE, 1.0, 3).astype(np.float32)
-    behind = 1 - mask
-    return _by_channel(image, lambda c, plane: plane * behind + colour[c] * mask)
+        shadow = cv2.GaussianBlur(mask, (0, 0), _uniform(rng, 0.6, 1.5))
+        shift = (_integer(rng, -1, 2), _integer(rng, -1, 2))
+        shade = 1 - _uniform(rng, 0.3, 0.8) * np.roll(shadow, shift, axis=(0, 1))
+        image = cv2.multiply(image, _three(shade))
+    colour = rng.uniform(_TEXT_WHITE, 1.0, 3).tolist()
+    # image + mask * (colour - image), in whole-image operations.
+    return image - _three(mask) * cv2.subtract(image, (*colour, 0.0))
 
 
-def _by_channel(image: np.ndarray, blend) -> np.ndarray:
-    """An (h, w, 3) image with blend(c, plane) applied to each colour plane: the same values as
-    the whole-image expression with (h, w, 1) factors and (3,) colours, at a third of the cost."""
-    return cv2.merge([blend(c, image[..., c]) for c in range(3)])
+def _three(plane: np.ndarray) -> np.ndarray:
+    """An (h, w) plane as the (h, w, 3) image with it in every colour plane: what a blend of
+    whole images takes for weights (numpy is slow at broadcasting over a last axis of 3)."""
+    return cv2.merge((plane, plane, plane))
 
 
 def _scatter_clutter(image: np.ndarray, rng: np.random.Generator, h: int, w: int) -> None:
     """Dark specks and short strokes, mostly over the text band."""
-    def points(n: int, spread: float) -> np.ndarray:
+    def points(n: int, spread: float) -> list[list[int]]:
         near = rng.random(n) < 0.7
         x = np.where(near, rng.normal(0.37 * w, spread * w, n), rng.uniform(0, w, n))
         return np.stack([np.clip(x, 0, w - 1), rng.uniform(0, h, n)], 1).astype(int).tolist()
 
-    n = int(rng.integers(10, 70))
-    for (x, y), radius, dark in zip(points(n, 0.2), rng.integers(0, 2, n).tolist(),
+    n = _integer(rng, 10, 70)
+    for (x, y), radius, dark in zip(points(n, 0.2), (rng.random(n) < 0.5).tolist(),
                                     rng.uniform(0, 0.35, (n, 3)).tolist()):
-        cv2.circle(image, (x, y), radius, dark, -1, cv2.LINE_AA)
-    n = int(rng.integers(1, 9))
+        cv2.circle(image, (x, y), int(radius), dark, -1, cv2.LINE_AA)
+    n = _integer(rng, 1, 9)
     lengths, angles = rng.uniform(0.08, 0.4, n) * h, rng.uniform(0, math.pi, n)
-    for (x, y), length, angle, width, dark in zip(
-            points(n, 0.15), lengths, angles, rng.integers(1, 3, n).tolist(),
+    for (x, y), length, angle, wide, dark in zip(
+            points(n, 0.15), lengths.tolist(), angles.tolist(), (rng.random(n) < 0.5).tolist(),
             rng.uniform(0, 0.35, (n, 3)).tolist()):
         end = (int(x + length * math.cos(angle)), int(y + length * math.sin(angle)))
-        cv2.line(image, (x, y), end, dark, width, cv2.LINE_AA)
+        cv2.line(image, (x, y), end, dark, 1 + wide, cv2.LINE_AA)
 
 
 def _degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The drawn captcha (float32 in [0, 1]) blurred, noisy, JPEG-compressed or not, as uint8."""
     if rng.random() < 0.4:
-        image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 0.8))
-    image *= 255.0
-    if rng.random() < 0.6:
-        image += rng.uniform(1, 8) * rng.standard_normal(image.shape, dtype=np.float32)
-    out = np.clip(image, 0, 255, out=image).astype(np.uint8)
+        image = cv2.GaussianBlur(image, (0, 0), _uniform(rng, 0.3, 0.8))
+    if rng.random() < 0.6:   # 255 * image + sigma * noise, rounded and clipped to uint8
+        sigma = _uniform(rng, 1, 8)
+        out = cv2.addWeighted(image, 255, _noise(rng, image.shape), sigma, 0, dtype=cv2.CV_8U)
+    else:
+        out = cv2.convertScaleAbs(image, alpha=255)   # image >= 0: rounded, clipped to 255
     if rng.random() < 0.3:
-        quality = int(rng.integers(40, 95))
+        quality = _integer(rng, 40, 95)
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
         out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     return out
+
+
+def _noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal float32 noise of `shape`: a window at a random offset into a fixed bank
+    of normal draws. Drawing them afresh (numpy's standard_normal) took ~0.6 ms per captcha
+    here, more than any other step; a window costs nothing, and its place in a bank of a
+    million values is as random as the captcha's other choices."""
+    size = math.prod(shape)
+    bank = _noise_bank(max(_NOISE_BANK, 4 * size))
+    start = _integer(rng, 0, bank.size - size + 1)
+    return bank[start:start + size].reshape(shape)
+
+
+_NOISE_BANK = 1 << 20
+
+
+@functools.lru_cache(maxsize=2)
+def _noise_bank(size: int) -> np.ndarray:
+    return np.random.default_rng(_NOISE_BANK).standard_normal(size, dtype=np.float32)
