@@ -2,7 +2,7 @@
 with --baseline REV, the cost of one captcha against the generator of another git revision.
 
     python benchmarks/generate_speed.py [--count 10000]
-    python benchmarks/generate_speed.py --baseline 2f13555 [--blocks 10 --block 200]
+    python benchmarks/generate_speed.py --baseline 9f5414b [--blocks 10 --block 200]
 
 Prints markdown tables for docs/performance.md. The target is at least 500 images/s on the
 2-core reference machine with all cores. The baseline comparison runs in one process: the

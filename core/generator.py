@@ -13,7 +13,9 @@ of it; a busy, colourful background of photographic-looking blobs, gradients, sh
 
 Everything is drawn by OpenCV (its Hershey vector fonts need no font files) from one numpy
 Generator per image, seeded by (seed, index): the bytes written depend on the seed and the index
-only, never on the number of workers or on the order in which they run.
+only, never on the number of workers or on the order in which they run. (Across CPUs, float
+rounding in vectorised code may move a rare value by a level; tests/test_generator.py allows
+for that when it checks samples/.)
 
 Variety is deliberate (several fonts, weights, sizes, slants, backgrounds, blur, JPEG artefacts):
 a model trained here must not learn one font or one background. Every label stays readable by
@@ -179,7 +181,7 @@ def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
 
 def _integer(rng: np.random.Generator, low: int, high: int) -> int:
     """One integer from [low, high), uniformly: rng.integers' distribution at a tenth of its
-    cost per scalar (~15 us each, a few dozen per captcha)."""
+    cost per scalar (~15 us a call; a captcha draws about seventeen)."""
     return low + int((high - low) * rng.random())
 
 
