@@ -227,13 +227,14 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     fine = (_integer(rng, 3, 8), _integer(rng, 10, 32))
     fine_weight = _uniform(rng, 0.2, 0.8)
     shards, streaks = _integer(rng, 2, 9), _integer(rng, 0, 6)
-    cells = coarse[0] * coarse[1], fine[0] * fine[1]
-    colours = _random_colours(rng, cells[0] + cells[1] + 2 + shards + streaks)
+    n_coarse, n_fine = coarse[0] * coarse[1], fine[0] * fine[1]
+    colours = _random_colours(rng, n_coarse + n_fine + 2 + shards + streaks)
     # Photographic-looking blobs: smooth colour noise at two scales.
-    image = _smooth_colours([(colours[:cells[0]].reshape(*coarse, 3), 1.0),
-                             (colours[cells[0]:sum(cells)].reshape(*fine, 3), fine_weight)], h, w)
+    image = _smooth_colours([(colours[:n_coarse].reshape(*coarse, 3), 1.0),
+                             (colours[n_coarse:n_coarse + n_fine].reshape(*fine, 3),
+                              fine_weight)], h, w)
     image *= 1 / (image.max() + 1e-6)
-    colours = colours[sum(cells):]
+    colours = colours[n_coarse + n_fine:]
     # A gradient across the whole image, from colour a to colour b: each plane a linear ramp.
     a, b = colours[0], colours[1]
     angle = _uniform(rng, 0, 2 * math.pi)
