@@ -15,7 +15,7 @@ stretched too far is a 0).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,10 @@ class Draw:
     gain: torch.Tensor         # (B, C, 1, 1)
     brightness: torch.Tensor   # (B, 1, 1, 1), on the 0-255 scale
 
+    def select(self, rows: torch.Tensor) -> Draw:
+        """The choices for the images at `rows` only."""
+        return Draw(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
 
 class Augment(nn.Module):
     def __init__(self, cfg: AugmentConfig):
@@ -43,12 +47,16 @@ class Augment(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) uint8 -> float32 on the same 0-255 scale (what the models accept).
         With cfg.share below 1, each image is changed with that probability; the others are
-        passed exactly as they are (the change resamples the image, which blurs it a little)."""
-        changed = apply(images, self.draw(images.shape[0], images.shape[1], images.device))
+        passed exactly as they are (the change resamples the image, which blurs it a little)
+        and cost nothing."""
+        draw = self.draw(images.shape[0], images.shape[1], images.device)
         if self.cfg.share >= 1:
-            return changed
-        keep = torch.rand(images.shape[0], device=images.device) >= self.cfg.share
-        return torch.where(keep[:, None, None, None], images.to(changed.dtype), changed)
+            return apply(images, draw)
+        out = images.to(torch.float32)
+        rows = (torch.rand(images.shape[0], device=images.device) < self.cfg.share).nonzero()[:, 0]
+        if rows.numel():
+            out[rows] = apply(images[rows], draw.select(rows))
+        return out
 
     def draw(self, b: int, c: int, device: torch.device) -> Draw:
         cfg = self.cfg
