@@ -12,10 +12,19 @@ and around them; text starting about a ninth of the width from the left and span
 of it; a busy, colourful background of photographic-looking blobs, gradients, shards and streaks.
 
 Everything is drawn by OpenCV (its Hershey vector fonts need no font files) from one numpy
-Generator per image, seeded by (seed, index): the bytes written depend on the seed and the index
-only, never on the number of workers or on the order in which they run. (Across CPUs, float
-rounding in vectorised code may move a rare value by a level; tests/test_generator.py allows
-for that when it checks samples/.)
+Generator per image, seeded by (seed, index): the pixels depend on the seed and the index only,
+never on the number of workers, the order in which they run, or the CPU. For the CPU, every
+step is exact by construction: integer arithmetic (OpenCV's fixed-point 8-bit blur, its
+fixed-point bilinear remap, drawing, JPEG; matrix products whose every factor is an integer,
+held exactly in float64 whatever order a BLAS kernel adds them in), or one correctly rounded
+float operation at a time (numpy's and OpenCV's element-wise arithmetic). OpenCV's float blur,
+colour conversion, warpAffine and addWeighted are avoided: their SIMD and IPP code differs from
+one CPU to the next (fused multiply-adds on some, other vector widths) and rounds differently,
+so that captchas drawn on one machine came out other on an AVX-512 one. tests/test_generator.py
+pins samples/ to the pixel and draws again with OpenCV's, IPP's, OpenBLAS's and numpy's
+CPU-specific code turned off. What can still change the pixels is another version of numpy
+(its Generator's streams are not promised stable across releases) or of OpenCV (pinned in
+requirements.txt).
 
 Variety is deliberate (several fonts, weights, sizes, slants, backgrounds, blur, JPEG artefacts):
 a model trained here must not learn one font or one background. Every label stays readable by
@@ -35,7 +44,7 @@ import numpy as np
 
 from .config import ImageConfig, LabelConfig
 from .images import write_png
-from .runtime import resolve_workers
+from .runtime import keep_freed_memory, resolve_workers
 
 # Serif faces dominate, as in the post; the others keep the model from tying itself to one.
 _FONTS = (cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_COMPLEX_SMALL,
@@ -72,6 +81,10 @@ _WIDTH_FACTOR = {"0": 0.78}
 # background, 96.5-98.9 % of the others: docs/review.md).
 _TEXT_WHITE = 0.9
 _MIN_CONTRAST = 0.15
+# Units of the exact arithmetic (module docstring): interpolation weights in 1/4096 (OpenCV's
+# own 8-bit bicubic uses 1/2048), layer weights in 1/256.
+_CUBIC_ONE = 1 << 12
+_LAYER_ONE = 1 << 8
 
 
 def random_label(rng: np.random.Generator, labels: LabelConfig) -> str:
@@ -92,8 +105,10 @@ def text_layers(text: str, rng: np.random.Generator, height: int,
     on the background (float32, RGB in [0, 1]), before clutter and degradation. What
     benchmarks/contrast_errors.py measures the text's legibility on."""
     background = _background(rng, height, width)
-    mask = _text_mask(text, rng, height, width)
-    return background, mask, _draw_text(background, mask, rng)
+    coverage = _text_mask(text, rng, height, width)
+    mask = coverage.astype(np.float32)
+    mask *= 1 / 255
+    return background, mask, _draw_text(background, coverage, mask, rng)
 
 
 def generate_one(index: int, seed: int, labels: LabelConfig,
@@ -168,6 +183,7 @@ def _chunks(count: int, parts: int) -> list[tuple[int, int]]:
 def _write_range(output: str, lo: int, hi: int, count: int, seed: int, labels: LabelConfig,
                  image: ImageConfig) -> int:
     cv2.setNumThreads(1)
+    keep_freed_memory()   # a captcha's float temporaries would page-fault in afresh each time
     for index in range(lo, hi):
         text, pixels = generate_one(index, seed, labels, image)
         write_png(os.path.join(output, file_name(text, index, count)), pixels)
@@ -185,40 +201,84 @@ def _integer(rng: np.random.Generator, low: int, high: int) -> int:
     return low + int((high - low) * rng.random())
 
 
+# HSV to RGB: which of v * (1 - s * (0, f, 1, 1 - f)) each RGB channel takes in each of the six
+# hue sectors, f being the hue's place within its sector.
+_HSV_SECTORS = np.array([[0, 3, 2], [1, 0, 2], [2, 0, 3], [2, 1, 0], [3, 2, 0], [0, 2, 1]])
+_HSV_LOW, _HSV_SPAN = np.array([0, 110, 60]), np.array([180, 145, 180])
+
+
 def _random_colours(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n saturated colours in many hues (HSV drawn, RGB returned) as float32 in [0, 1]."""
-    hsv = rng.uniform((0, 110, 60), (180, 255, 240), (1, n, 3)).astype(np.uint8)
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0].astype(np.float32) / 255
+    """n saturated colours in many hues (HSV drawn, OpenCV's 8-bit convention), as (n, 3) RGB
+    levels 0-255: integer-valued float64. Converted here rather than by cv2.cvtColor, whose SIMD
+    paths round some levels differently from one CPU to the next."""
+    hsv = np.floor(rng.random((n, 3)) * _HSV_SPAN + _HSV_LOW)   # hue 0-179, s 110-254, v 60-239
+    hue = hsv[:, 0] / 30
+    sector = np.floor(hue)
+    f = (hue - sector)[:, None] * (0, 1, 0, -1) + (0, 0, 1, 1)
+    choices = hsv[:, 2:] * (1 - hsv[:, 1:2] / 255 * f)
+    return np.rint(choices[np.arange(n)[:, None], _HSV_SECTORS[sector.astype(np.intp)]])
 
 
 @functools.lru_cache(maxsize=64)
 def _cubic_weights(source: int, size: int) -> np.ndarray:
-    """The (size, source) matrix of OpenCV's bicubic upscaling from `source` samples to `size`:
-    the image of the identity under cv2.resize, so that W @ cells is cv2.resize(cells) along
-    that axis (to float rounding)."""
-    eye = np.eye(source, dtype=np.float32)
-    return cv2.resize(eye, (source, size), interpolation=cv2.INTER_CUBIC).astype(np.float64)
+    """The (size, source) matrix of OpenCV's bicubic upscaling from `source` samples to `size`
+    (a = -0.75, pixel centres aligned, edge samples repeated), in integers of 1/_CUBIC_ONE:
+    W @ cells is cv2.resize(cells, INTER_CUBIC) along that axis, times _CUBIC_ONE."""
+    x = (np.arange(size) + 0.5) * (source / size) - 0.5
+    left = np.floor(x)
+    t = x - left
+    a = -0.75
+    taps = [((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a,
+            ((a + 2) * t - (a + 3)) * t * t + 1,
+            ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1]
+    taps.append(1 - taps[0] - taps[1] - taps[2])
+    weights = np.zeros((size, source))
+    rows = np.arange(size)
+    for k, tap in enumerate(taps):
+        np.add.at(weights, (rows, np.clip(left + (k - 1), 0, source - 1).astype(np.intp)), tap)
+    return np.rint(weights * _CUBIC_ONE)
 
 
-def _smooth_colours(layers: list[tuple[np.ndarray, float]], h: int, w: int) -> np.ndarray:
+def _smooth_colours(layers: list[tuple[np.ndarray, float]], h: int, w: int,
+                    brightest: float = 1.0) -> np.ndarray:
     """The sum of weight * (cells bicubically upscaled to (h, w)) over the (cells, weight) pairs,
-    cells being (rows, cols, 3): the same image as the sum of cv2.resize(cells, (w, h),
-    INTER_CUBIC), as two small matrix products (OpenCV's bicubic upscaling of a grid of more
-    than three rows takes ~0.25 ms here, five times its cost from three). In float64, so that
-    the float32 result does not depend on which BLAS kernel the CPU gets."""
+    cells being (rows, cols, 3) colour levels 0-255, scaled so that its largest value is
+    `brightest`: float32. Two small matrix products whose every factor is an integer (levels,
+    weights in 1/_CUBIC_ONE, layer weights in 1/_LAYER_ONE): each sum stays an integer far
+    below 2**53, so float64 holds it exactly, in whatever order the CPU's BLAS kernel adds it
+    up."""
     rows = []
     for cells, _ in layers:   # each row of cells upscaled along x: (rows, w, 3)
         r, c, _ = cells.shape
         across = _cubic_weights(c, w) @ cells.transpose(1, 0, 2).reshape(c, r * 3)
         rows.append(across.reshape(w, r, 3).transpose(1, 0, 2))
-    down = np.hstack([weight * _cubic_weights(cells.shape[0], h) for cells, weight in layers])
-    stacked = np.concatenate(rows).reshape(-1, w * 3)
-    return (down @ stacked).astype(np.float32).reshape(h, w, 3)
+    down = np.hstack([np.rint(weight * _LAYER_ONE) * _cubic_weights(cells.shape[0], h)
+                      for cells, weight in layers])
+    total = down @ np.concatenate(rows).reshape(-1, w * 3)
+    image = total.astype(np.float32).reshape(h, w, 3)
+    image *= brightest / max(1.0, float(total.max()))
+    return image
 
 
 @functools.lru_cache(maxsize=8)
 def _linspaces(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.linspace(0, 1, h, dtype=np.float32), np.linspace(0, 1, w, dtype=np.float32)
+    return np.linspace(0, 1, h), np.linspace(0, 1, w)
+
+
+def _add_gradient(image: np.ndarray, a: np.ndarray, b: np.ndarray, angle: float) -> None:
+    """Add to `image` (h, w, 3) a linear gradient from colour a to colour b across it, in the
+    direction `angle`: a ramp in [0, 1] that is a term per row plus a term per column, so the
+    whole gradient is two additions of the image's size."""
+    h, w, _ = image.shape
+    dy, dx = math.sin(angle), math.cos(angle)
+    low, span = min(0.0, dy) + min(0.0, dx), abs(dy) + abs(dx) + 1e-6
+    ys, xs = _linspaces(h, w)
+    step = (b - a).astype(np.float64)
+    per_row = np.multiply.outer(ys * (dy / span) - low / span, step) + a   # (h, 3)
+    per_column = np.multiply.outer(xs * (dx / span), step)                 # (w, 3)
+    flat = image.reshape(h, w * 3)
+    flat += np.tile(per_row.astype(np.float32), (1, w))
+    flat += per_column.astype(np.float32).reshape(1, w * 3)
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -228,24 +288,17 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     fine_weight = _uniform(rng, 0.2, 0.8)
     shards, streaks = _integer(rng, 2, 9), _integer(rng, 0, 6)
     n_coarse, n_fine = coarse[0] * coarse[1], fine[0] * fine[1]
-    colours = _random_colours(rng, n_coarse + n_fine + 2 + shards + streaks)
-    # Photographic-looking blobs: smooth colour noise at two scales.
-    image = _smooth_colours([(colours[:n_coarse].reshape(*coarse, 3), 1.0),
-                             (colours[n_coarse:n_coarse + n_fine].reshape(*fine, 3),
-                              fine_weight)], h, w)
-    image *= 1 / (image.max() + 1e-6)
-    colours = colours[n_coarse + n_fine:]
-    # A gradient across the whole image, from colour a to colour b: each plane a linear ramp.
+    levels = _random_colours(rng, n_coarse + n_fine + 2 + shards + streaks)
+    colours = _to_float(levels[n_coarse + n_fine:])
+    # A gradient across the whole image, from colour a to colour b, mixed into...
     a, b = colours[0], colours[1]
     angle = _uniform(rng, 0, 2 * math.pi)
-    dy, dx = math.sin(angle), math.cos(angle)
-    low, span = min(0.0, dy) + min(0.0, dx), abs(dy) + abs(dx) + 1e-6
-    ys, xs = _linspaces(h, w)
-    ramp = np.add.outer(ys * (dy / span), xs * (dx / span))   # in [0, 1]
-    ramp -= low / span
-    gradient = cv2.merge([ramp * float(b[c] - a[c]) + float(a[c]) for c in range(3)])
     mix = _uniform(rng, 0.15, 0.6)
-    image = cv2.addWeighted(image, 1 - mix, gradient, mix, 0)
+    # ...photographic-looking blobs: smooth colour noise at two scales.
+    image = _smooth_colours([(levels[:n_coarse].reshape(*coarse, 3), 1.0),
+                             (levels[n_coarse:n_coarse + n_fine].reshape(*fine, 3),
+                              fine_weight)], h, w, brightest=1 - mix)
+    _add_gradient(image, a * mix, b * mix, angle)
     # Shards: translucent polygons.
     layer = image.copy()
     for colour in colours[2:2 + shards].tolist():
@@ -255,24 +308,29 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         pts = np.empty((k, 2), np.int32)
         pts[:, 0] = cx + rng.uniform(-2.5 * r, 2.5 * r, k)
         pts[:, 1] = cy + rng.uniform(-r, r, k)
-        cv2.fillPoly(layer, [pts], colour, cv2.LINE_AA)
-    alpha = _uniform(rng, 0.3, 0.8)
-    image = cv2.addWeighted(image, 1 - alpha, layer, alpha, 0)
-    # Streaks: long soft lines.
+        cv2.fillPoly(layer, [pts], colour)
+    layer -= image   # image + alpha * (layer - image), in place
+    layer *= _uniform(rng, 0.3, 0.8)
+    image += layer
+    # Streaks: long lines, softened by the blur below.
     for colour in colours[2 + shards:].tolist():
         p1 = (int(_uniform(rng, -0.2, 1.2) * w), int(_uniform(rng, -0.5, 1.5) * h))
         p2 = (int(_uniform(rng, -0.2, 1.2) * w), int(_uniform(rng, -0.5, 1.5) * h))
-        cv2.line(image, p1, p2, colour, _integer(rng, 1, max(2, h // 8)), cv2.LINE_AA)
-    image = cv2.GaussianBlur(image, (0, 0), _uniform(rng, 0.3, 1.5))
+        cv2.line(image, p1, p2, colour, _integer(rng, 1, max(2, h // 8)))
+    sigma = _uniform(rng, 0.3, 1.5)
     # Most backgrounds sit well below the white text; some are bright enough to fight it...
     ceiling = _TEXT_WHITE - _MIN_CONTRAST
     if rng.random() < 0.12:
         level = _uniform(rng, 0.75, 0.95) * ceiling
     else:
         level = _uniform(rng, 0.25, 0.6)
-    image *= level / (sum(cv2.mean(image)[:3]) / 3 + 1e-6)
+    np.maximum(image, 0, out=image)   # the bicubic blobs overshoot a little below zero
+    mean = sum(cv2.sumElems(_to_levels(image))) / (image.size * 255)
+    # Scaled to its mean level as 8-bit levels, then blurred (the blur keeps the mean).
+    blurred = cv2.GaussianBlur(_to_levels(image, level / (mean + 1e-6)), (0, 0), sigma)
     # ...but its highlights stay below the text's white, or the label would be unreadable.
-    return np.clip(image, 0, _uniform(rng, 0.8, 1.0) * ceiling, out=image)
+    highest = int(_uniform(rng, 0.8, 1.0) * ceiling * 255)
+    return _to_float(np.minimum(blurred, highest, out=blurred))
 
 
 def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int]:
@@ -297,14 +355,8 @@ def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int
     cv2.putText(canvas, char, (pad, int(round(pad + baseline))), font, scale, 255, thickness,
                 cv2.LINE_AA)
     centre = (pad + tw / 2, pad + baseline - th / 2)
-    rot = cv2.getRotationMatrix2D(centre, _uniform(rng, -_MAX_ROTATION_DEG, _MAX_ROTATION_DEG),
-                                  1.0)
-    if char in _WIDTH_FACTOR:   # narrowed about the centre, before the rotation
-        squeeze = _WIDTH_FACTOR[char]
-        rot[:, 0] *= squeeze
-        rot[:, 2] += rot[:, 0] * centre[0] * (1 / squeeze - 1)
-    canvas = cv2.warpAffine(canvas, rot, (canvas.shape[1], canvas.shape[0]),
-                            flags=cv2.INTER_LINEAR)
+    canvas = _rotate(canvas, centre, _uniform(rng, -_MAX_ROTATION_DEG, _MAX_ROTATION_DEG),
+                     _WIDTH_FACTOR.get(char, 1.0))
     # The ink's bounding box: the pixels above 40.
     x, y, ink_w, ink_h = cv2.boundingRect(cv2.threshold(canvas, 40, 255, cv2.THRESH_BINARY)[1])
     if ink_w == 0:
@@ -314,8 +366,51 @@ def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int
     return canvas[top:top + h, x:x + ink_w], th
 
 
+@functools.lru_cache(maxsize=256)
+def _steps(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.float64)
+
+
+def _rotate(canvas: np.ndarray, centre: tuple[float, float], degrees: float,
+            squeeze: float = 1.0) -> np.ndarray:
+    """`canvas` narrowed to `squeeze` of its width about `centre`, then turned anticlockwise by
+    `degrees` about it (cv2.getRotationMatrix2D's sense), bilinearly, on the same canvas.
+
+    What cv2.warpAffine(INTER_LINEAR) does, in fixed point: each output pixel's source position
+    is a sum of two exactly rounded float32 terms, cv2.convertMaps rounds it to 1/32 px, and
+    cv2.remap blends with integer weights. cv2.warpAffine computes positions with fused
+    multiply-adds on some CPUs and not on others, and a pixel one level brighter moves the
+    glyph's ink box. Only the window the turned ink can reach is computed; the rest is zero."""
+    cx, cy = centre
+    theta = math.radians(degrees)
+    cos, sin = math.cos(theta), math.sin(theta)
+    out = np.zeros(canvas.shape, np.uint8)
+    x, y, ink_w, ink_h = cv2.boundingRect(canvas)   # the non-zero pixels
+    if ink_w == 0:
+        return out
+    # Where the ink's box, one pixel wider all round (bilinear reach), lands: the forward map
+    # output = rotation(degrees) @ diag(squeeze, 1) @ (source - centre) + centre.
+    corners = [(u - cx, v - cy) for u in (x - 1, x + ink_w) for v in (y - 1, y + ink_h)]
+    xs = [cos * squeeze * u + sin * v + cx for u, v in corners]
+    ys = [-sin * squeeze * u + cos * v + cy for u, v in corners]
+    h, w = canvas.shape
+    x0, x1 = max(0, math.floor(min(xs)) - 1), min(w, math.ceil(max(xs)) + 2)
+    y0, y1 = max(0, math.floor(min(ys)) - 1), min(h, math.ceil(max(ys)) + 2)
+    if x1 <= x0 or y1 <= y0:   # turned off the canvas
+        return out
+    # Its source positions: diag(1 / squeeze, 1) @ rotation(-degrees) @ (output - centre)
+    # + centre, as a term per row plus a term per column, for x and for y.
+    rows = np.multiply.outer((-sin / squeeze, cos), _steps(h)[y0:y1] - cy) + ((cx,), (cy,))
+    columns = np.multiply.outer((cos / squeeze, sin), _steps(w)[x0:x1] - cx)
+    source = rows.astype(np.float32)[:, :, None] + columns.astype(np.float32)[:, None, :]
+    positions, fractions = cv2.convertMaps(source[0], source[1], cv2.CV_16SC2)
+    out[y0:y1, x0:x1] = cv2.remap(canvas, positions, fractions, cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out
+
+
 def _text_mask(text: str, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """Coverage of the whole text, float32 (h, w) in [0, 1].
+    """Coverage of the whole text, uint8 (h, w) in 0-255.
 
     The post's layout (text from near the left edge over about half the width) is reached by
     letter spacing, never by stretching: a glyph's width-to-height ratio is what tells 0 from O,
@@ -338,23 +433,26 @@ def _text_mask(text: str, rng: np.random.Generator, h: int, w: int) -> np.ndarra
     room = w - left - 1
     if strip.shape[1] > room:  # too wide for the image: shrink evenly, keeping the aspect
         scale = room / strip.shape[1]
-        small = cv2.resize(strip, (room, max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(strip, (room, max(1, int(h * scale))),
+                           interpolation=cv2.INTER_LINEAR_EXACT)   # bit-exact on every CPU
         strip = np.zeros((h, room), np.uint8)
         top = (h - small.shape[0]) // 2
         strip[top:top + small.shape[0]] = small
-    mask = np.zeros((h, w), np.float32)
-    mask[:, left:left + strip.shape[1]] = strip
-    mask *= 1 / 255
-    return mask
+    coverage = np.zeros((h, w), np.uint8)
+    coverage[:, left:left + strip.shape[1]] = strip
+    return coverage
 
 
-def _draw_text(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _draw_text(image: np.ndarray, coverage: np.ndarray, mask: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
+    """The text (coverage in 0-255, and as mask in [0, 1]) drawn in near-white on `image`."""
     if rng.random() < 0.3:
         # A dark rim or drop shadow under some texts, as anti-aliased captcha text often has.
-        shadow = cv2.GaussianBlur(mask, (0, 0), _uniform(rng, 0.6, 1.5))
+        shadow = cv2.GaussianBlur(coverage, (0, 0), _uniform(rng, 0.6, 1.5))   # bit-exact
         shift = (_integer(rng, -1, 2), _integer(rng, -1, 2))
-        shade = 1 - _uniform(rng, 0.3, 0.8) * np.roll(shadow, shift, axis=(0, 1))
-        image = cv2.multiply(image, _three(shade))
+        shade = np.roll(shadow, shift, axis=(0, 1)).astype(np.float32)
+        shade *= _uniform(rng, 0.3, 0.8) / 255
+        image = cv2.multiply(image, _three(1 - shade))
     colour = rng.uniform(_TEXT_WHITE, 1.0, 3).tolist()
     # image + mask * (colour - image), in whole-image operations.
     return image - _three(mask) * cv2.subtract(image, (*colour, 0.0))
@@ -366,8 +464,23 @@ def _three(plane: np.ndarray) -> np.ndarray:
     return cv2.merge((plane, plane, plane))
 
 
+def _to_levels(image: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """A float image >= 0 times `scale`, as 8-bit levels: rounded, 1 and above to 255.
+
+    The blurs work on these: OpenCV blurs 8-bit images in fixed point, bit-exact on every CPU,
+    while its float blur adds up differently with each SIMD width."""
+    return cv2.convertScaleAbs(image, alpha=255 * scale)
+
+
+def _to_float(levels: np.ndarray) -> np.ndarray:
+    image = levels.astype(np.float32)
+    image *= 1 / 255
+    return image
+
+
 def _scatter_clutter(image: np.ndarray, rng: np.random.Generator, h: int, w: int) -> None:
-    """Dark specks and short strokes, mostly over the text band."""
+    """Dark specks and short strokes, mostly over the text band. (OpenCV draws on float images
+    without anti-aliasing; the degradation's blur softens some.)"""
     def points(n: int, spread: float) -> list[list[int]]:
         near = rng.random(n) < 0.7
         x = np.where(near, rng.normal(0.37 * w, spread * w, n), rng.uniform(0, w, n))
@@ -376,25 +489,27 @@ def _scatter_clutter(image: np.ndarray, rng: np.random.Generator, h: int, w: int
     n = _integer(rng, 10, 70)
     for (x, y), radius, dark in zip(points(n, 0.2), (rng.random(n) < 0.5).tolist(),
                                     rng.uniform(0, 0.35, (n, 3)).tolist()):
-        cv2.circle(image, (x, y), int(radius), dark, -1, cv2.LINE_AA)
+        cv2.circle(image, (x, y), int(radius), dark, -1)
     n = _integer(rng, 1, 9)
     lengths, angles = rng.uniform(0.08, 0.4, n) * h, rng.uniform(0, math.pi, n)
     for (x, y), length, angle, wide, dark in zip(
             points(n, 0.15), lengths.tolist(), angles.tolist(), (rng.random(n) < 0.5).tolist(),
             rng.uniform(0, 0.35, (n, 3)).tolist()):
         end = (int(x + length * math.cos(angle)), int(y + length * math.sin(angle)))
-        cv2.line(image, (x, y), end, dark, 1 + wide, cv2.LINE_AA)
+        cv2.line(image, (x, y), end, dark, 1 + wide)
 
 
 def _degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The drawn captcha (float32 in [0, 1]) blurred, noisy, JPEG-compressed or not, as uint8."""
+    out = _to_levels(image)
     if rng.random() < 0.4:
-        image = cv2.GaussianBlur(image, (0, 0), _uniform(rng, 0.3, 0.8))
-    if rng.random() < 0.6:   # 255 * image + sigma * noise, rounded and clipped to uint8
+        out = cv2.GaussianBlur(out, (0, 0), _uniform(rng, 0.3, 0.8))
+    if rng.random() < 0.6:   # levels + sigma * noise, rounded and clipped to uint8
         sigma = _uniform(rng, 1, 8)
-        out = cv2.addWeighted(image, 255, _noise(rng, image.shape), sigma, 0, dtype=cv2.CV_8U)
-    else:
-        out = cv2.convertScaleAbs(image, alpha=255)   # image >= 0: rounded, clipped to 255
+        noisy = _noise(rng, out.shape) * sigma
+        noisy += out
+        np.maximum(noisy, 0, out=noisy)
+        out = cv2.convertScaleAbs(noisy)
     if rng.random() < 0.3:
         quality = _integer(rng, 40, 95)
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])

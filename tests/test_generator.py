@@ -1,5 +1,6 @@
 import hashlib
 import os
+import platform
 import subprocess
 import sys
 
@@ -110,29 +111,149 @@ def test_zero_is_drawn_narrower_than_the_letter_o(cfg):
 
 
 def test_the_bundled_samples_are_what_the_generator_draws(cfg):
-    """samples/ is `jobs.generate --output samples --count 36 --seed 7` (README): drawing its
-    captchas again must give their pixels. This pins what the generator draws, so that figures
-    measured on freshly generated seeds stay comparable: a change that moves the drawing fails
-    here, and then samples/ must be regenerated and the README told. Float rounding that differs
-    between CPUs (SIMD widths, BLAS kernels) may move a value by a level or two after the JPEG
-    step, never more than a few of them."""
-    files = {path.name: path for path in (ROOT / "samples").iterdir()}
-    for index in range(8):
+    """samples/ is `jobs.generate --output samples --count 36 --seed 7` (README): drawing them
+    again must give their names and their pixels exactly, on any CPU (core/generator.py says
+    why it can promise that). A change that moves the drawing fails here; then samples/ must be
+    regenerated and the README told."""
+    stored = {path.name: path for path in (ROOT / "samples").iterdir()}
+    assert len(stored) == 36
+    for index in range(36):
         text, pixels = generate_one(index, 7, cfg.labels, cfg.image)
-        stored, _ = read_image(str(files[file_name(text, index, 36)]), cfg.image.height,
-                               cfg.image.width)
-        diff = np.abs(pixels.astype(int) - stored.astype(int))
-        assert (diff > 2).mean() < 1e-3, (index, text, int(diff.max()))
+        name = file_name(text, index, 36)
+        assert name in stored, (index, name)
+        image, _ = read_image(str(stored[name]), cfg.image.height, cfg.image.width)
+        differ = np.count_nonzero(image != pixels)
+        assert differ == 0, f"{name}: {differ} values differ, up to " \
+            f"{int(np.abs(image.astype(int) - pixels).max())} levels"
+
+
+# Environment variables that turn off each library's CPU-specific code (where the CPU has it):
+# OpenCV's dispatched SIMD (down to its baseline), Intel IPP inside OpenCV (x86), OpenBLAS's
+# kernel choice and numpy's dispatched SIMD.
+_OPENCV_SIMD = ("SSE4_1,SSE4_2,POPCNT,SSSE3,AVX,FP16,AVX2,FMA3,AVX_512F,AVX512_COMMON,"
+                "AVX512_SKX,AVX512_ICL,NEON_DOTPROD,NEON_FP16,NEON_BF16")
+_DRAW = ("import hashlib, sys\n"
+         "from core.config import load_config\n"
+         "from core.generator import generate_one\n"
+         "cfg = load_config()\n"
+         "digest = hashlib.sha256()\n"
+         "for index in range(int(sys.argv[1])):\n"
+         "    text, pixels = generate_one(index, 23, cfg.labels, cfg.image)\n"
+         "    digest.update(text.encode() + pixels.tobytes())\n"
+         "print(digest.hexdigest())\n")
+
+
+def _numpy_simd() -> str:
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    return " ".join(f for f in __cpu_dispatch__ if __cpu_features__.get(f))
+
+
+def test_drawing_does_not_depend_on_the_cpus_simd_code():
+    # A machine with other CPU features runs other code in OpenCV, IPP, OpenBLAS and numpy. Each
+    # lets its CPU-specific code be turned off: the captchas must not change when it is. (The
+    # generator as it was before it avoided OpenCV's float paths failed this with OpenCV's AVX2
+    # or IPP turned off.)
+    count = "40"
+    reference = subprocess.run([sys.executable, "-c", _DRAW, count], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout
+    core_type = "Prescott" if platform.machine() in ("x86_64", "AMD64") else "ARMV8"
+    variants = {"OPENCV_CPU_DISABLE": _OPENCV_SIMD, "OPENCV_IPP": "disabled",
+                "OPENBLAS_CORETYPE": core_type, "NPY_DISABLE_CPU_FEATURES": _numpy_simd()}
+    for name, value in variants.items():
+        env = {**os.environ, name: value}
+        out = subprocess.run([sys.executable, "-c", _DRAW, count], cwd=ROOT, env=env,
+                             capture_output=True, text=True, check=True)
+        assert out.stdout == reference, (name, value, out.stderr[-500:])
+
+
+def test_colour_planes_are_alike_over_many_captchas(cfg):
+    # No colour plane is favoured or lost: over many captchas each plane's mean is within a few
+    # per cent of the others' (a bug that clipped green and blue to zero made every one red).
+    planes = np.array([generate_one(i, 5, cfg.labels, cfg.image)[1].mean((0, 1))
+                       for i in range(60)]).mean(0)
+    assert planes.max() < 1.1 * planes.min(), planes
+    assert 80 < planes.mean() < 160, planes
+
+
+def test_random_colours_are_opencvs_hsv_conversion():
+    rng = np.random.default_rng(3)
+    levels = generator._random_colours(rng, 2000)
+    rng = np.random.default_rng(3)   # the same draws, converted by OpenCV
+    hsv = np.floor(rng.random((2000, 3)) * generator._HSV_SPAN + generator._HSV_LOW)
+    expected = cv2.cvtColor(hsv.astype(np.uint8)[None], cv2.COLOR_HSV2RGB)[0].astype(int)
+    assert np.abs(levels - expected).max() <= 1   # OpenCV rounds a few levels the other way
+    assert (levels == np.rint(levels)).all() and levels.min() >= 0 and levels.max() <= 255
+
+
+def test_cubic_weights_are_opencvs_bicubic_upscaling():
+    for source, size in ((2, 46), (3, 46), (8, 284), (31, 284)):
+        eye = np.eye(source, dtype=np.float32)
+        expected = cv2.resize(eye, (source, size), interpolation=cv2.INTER_CUBIC)
+        weights = generator._cubic_weights(source, size)
+        assert (weights == np.rint(weights)).all()
+        np.testing.assert_allclose(weights / generator._CUBIC_ONE, expected, atol=0.6 / 4096)
 
 
 def test_smooth_colours_are_opencvs_bicubic_upscaling(cfg):
     rng = np.random.default_rng(0)
     h, w = cfg.image.height, cfg.image.width
     for shapes in (((2, 3), (7, 31)), ((3, 8), (5, 20)), ((4, 4),)):
-        layers = [(rng.random((*s, 3), dtype=np.float32), rng.uniform(0.2, 1)) for s in shapes]
-        expected = sum(weight * cv2.resize(cells, (w, h), interpolation=cv2.INTER_CUBIC)
+        layers = [(rng.integers(0, 256, (*s, 3)).astype(np.float64), rng.uniform(0.2, 1))
+                  for s in shapes]
+        expected = sum(weight * cv2.resize(cells.astype(np.float32), (w, h),
+                                           interpolation=cv2.INTER_CUBIC)
                        for cells, weight in layers)
-        np.testing.assert_allclose(generator._smooth_colours(layers, h, w), expected, atol=1e-5)
+        got = generator._smooth_colours(layers, h, w, brightest=0.8)
+        assert got.dtype == np.float32 and abs(float(got.max()) - 0.8) < 1e-6
+        np.testing.assert_allclose(got, 0.8 * expected / expected.max(), atol=3e-3)
+
+
+def test_smooth_colours_do_not_depend_on_the_order_of_the_sums(cfg, monkeypatch):
+    # Every product and partial sum is an integer held exactly in float64, so adding up in
+    # another order (here one term at a time, backwards, as no BLAS kernel would) gives the
+    # same image to the bit.
+    def backwards(a, b):
+        out = np.zeros((a.shape[0], b.shape[1]))
+        for k in reversed(range(a.shape[1])):
+            out += np.multiply.outer(a[:, k], b[k])
+        return out
+
+    rng = np.random.default_rng(1)
+    layers = [(rng.integers(0, 256, (3, 8, 3)).astype(np.float64), 1.0),
+              (rng.integers(0, 256, (7, 31, 3)).astype(np.float64), 0.37)]
+    h, w = cfg.image.height, cfg.image.width
+    blas = generator._smooth_colours(layers, h, w)
+
+    class Backwards(np.ndarray):
+        def __matmul__(self, other):
+            return backwards(np.asarray(self), np.asarray(other))
+
+    real = generator._cubic_weights
+    monkeypatch.setattr(generator, "_cubic_weights", lambda *a: real(*a).view(Backwards))
+    monkeypatch.setattr(generator.np, "hstack", lambda parts: np.concatenate(
+        [np.asarray(p) for p in parts], axis=1).view(Backwards))
+    assert np.array_equal(generator._smooth_colours(layers, h, w), blas)
+
+
+def test_rotation_is_opencvs_warp_affine():
+    # The fixed-point rotation turns the same way about the same centre as cv2.warpAffine with
+    # cv2.getRotationMatrix2D: the two differ only by the rounding of source positions (at most
+    # a 32nd of a pixel), never by a glyph's worth of ink.
+    rng = np.random.default_rng(2)
+    for trial in range(60):
+        canvas = np.zeros((80, 70), np.uint8)
+        cv2.putText(canvas, "A0Kg"[trial % 4], (18, 52), cv2.FONT_HERSHEY_TRIPLEX,
+                    float(rng.uniform(0.6, 1.2)), 255, int(rng.integers(1, 4)), cv2.LINE_AA)
+        centre = (float(rng.uniform(25, 45)), float(rng.uniform(30, 50)))
+        degrees = float(rng.uniform(-12, 12))
+        squeeze = 0.78 if trial % 3 == 0 else 1.0
+        matrix = cv2.getRotationMatrix2D(centre, degrees, 1.0)
+        matrix[:, 0] *= squeeze
+        matrix[:, 2] += matrix[:, 0] * centre[0] * (1 / squeeze - 1)
+        expected = cv2.warpAffine(canvas, matrix, (70, 80), flags=cv2.INTER_LINEAR)
+        turned = generator._rotate(canvas, centre, degrees, squeeze)
+        diff = np.abs(turned.astype(int) - expected)
+        assert diff.max() <= 24 and diff.mean() < 0.5, (trial, diff.max(), diff.mean())
 
 
 def test_noise_is_standard_normal_and_follows_the_rng():
