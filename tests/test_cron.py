@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -63,19 +64,48 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path, holder, small_
     assert len(read_csv(tmp_path / "runs" / "after" / "predictions.csv")) == 12
 
 
-def test_two_runs_started_together_one_exits_4(tmp_path, captcha_dir, model):
-    folder = tmp_path / "big"
+def test_a_run_in_progress_turns_the_next_away_and_finishes(tmp_path, captcha_dir, model):
+    # The first run is paused (SIGSTOP) once it holds the lock, so that the second certainly
+    # arrives while it runs, however fast this machine reads the folder; then it is let go.
+    folder = tmp_path / "in"
     folder.mkdir()
     files = sorted(captcha_dir.iterdir())
-    for i in range(1500):  # long enough that the first still runs when the second arrives
+    for i in range(200):
         os.link(files[i % len(files)], folder / f"{i:05d}_{files[i % len(files)].name}")
-    cmd = [sys.executable, str(ROOT / "run_batch.py"), "--input", str(folder), "--output",
-           str(tmp_path / "runs"), "--model", str(model), "--workers", "0"]
-    procs = [subprocess.Popen(cmd + ["--run-id", f"r{i}"], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(2)]
-    codes = sorted(p.wait(timeout=300) for p in procs)
-    assert codes == [0, 4], [p.stderr.read() for p in procs]
-    assert len(read_csv(tmp_path / "runs" / "history.csv")) == 1
+    root = tmp_path / "runs"
+    first = subprocess.Popen([sys.executable, str(ROOT / "run_batch.py"), "--input", str(folder),
+                              "--output", str(root), "--model", str(model), "--workers", "0",
+                              "--run-id", "first"], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_until(lambda: f"pid {first.pid}," in _read(root / ".lock"), first)
+        first.send_signal(signal.SIGSTOP)
+        second = run_batch("--input", folder, "--output", root, "--model", model,
+                           "--workers", "0", "--run-id", "second")
+        assert second.returncode == 4, second.stderr
+        assert f"pid {first.pid}," in second.stderr
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert [r["run_id"] for r in read_csv(root / "history.csv")] == ["first"]
+    assert not (root / "second").exists()
+
+
+def _read(path):
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def _wait_until(condition, proc, timeout=120.0):
+    """Poll `condition` every 10 ms until it holds; fail if `proc` ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, "the run ended before the test could catch it"
+        assert time.monotonic() < deadline, f"still waiting after {timeout:.0f} s"
+        time.sleep(0.01)
 
 
 def _outputs_complete(run_dir):
@@ -195,16 +225,15 @@ def _start(folder, root, model, run_id):
 
 def _wait_for_commits(proc, run_dir, rows):
     """Until the run has committed at least `rows` rows (and is not finished)."""
-    manifest = run_dir / "manifest.json"
-    while True:
-        assert proc.poll() is None, "the run ended before it could be stopped part way"
+    def committed():
         try:
-            state = json.loads(manifest.read_text())
+            state = json.loads((run_dir / "manifest.json").read_text())
         except (FileNotFoundError, json.JSONDecodeError):
-            continue
-        if state["rows"] >= rows:
-            assert not state["complete"]
-            return
+            return False
+        assert not state["complete"], "the run ended before it could be stopped part way"
+        return state["rows"] >= rows
+
+    _wait_until(committed, proc)
 
 
 def _same_results(run_dir, reference):
