@@ -45,7 +45,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="batchmem-"))
     try:
         small = work / "small"
-        generate_folder(small, args.base, seed=77, labels=cfg.labels, image=cfg.image)
+        generate_folder(small, args.base, seed=77, labels=cfg.generate.labels,
+                        image=cfg.generate.image)
         large = work / "large"
         for k in range(10):
             (large / f"part{k}").mkdir(parents=True)

@@ -35,11 +35,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.checkpoint import load_checkpoint  # noqa: E402
+from core.checkpoint import load_checkpoint, with_model_settings  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.data import CaptchaDataset, make_loader, scan_folder  # noqa: E402
 from core.files import read_rows  # noqa: E402
-from core.labels import build_codec  # noqa: E402
 from core.models import for_inference  # noqa: E402
 from core.runtime import (available_cores, keep_freed_memory, resolve_batch_size,  # noqa: E402
                           resolve_device, resolve_workers, share_cores)
@@ -120,8 +119,9 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config(overrides={"runtime.device": args.device, "runtime.workers": args.workers})
     device = resolve_device(cfg.runtime.device)
-    ckpt = load_checkpoint(args.model, labels=cfg.labels, image=cfg.image, device=device)
-    codec = build_codec(ckpt.labels)
+    ckpt = load_checkpoint(args.model, device=device)
+    cfg = with_model_settings(cfg, ckpt)
+    codec = ckpt.codec
     requested = cfg.runtime.workers
     on_cpu = device.type == "cpu"
     workers = resolve_workers(requested, device, predicting=on_cpu)

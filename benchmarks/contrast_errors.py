@@ -33,8 +33,9 @@ def faintest_text(index: int, seed: int, cfg) -> tuple[str, float]:
     """(label, contrast of the faintest 12-px slice of text) of generated captcha `index`, drawn
     as generator.generate_one draws it."""
     rng = np.random.default_rng([seed, index])
-    text = generator.random_label(rng, cfg.labels)
-    background, mask, drawn = generator.text_layers(text, rng, cfg.image.height, cfg.image.width)
+    text = generator.random_label(rng, cfg.generate.labels)
+    background, mask, drawn = generator.text_layers(text, rng, cfg.generate.height,
+                                                    cfg.generate.width)
     bg = background @ LUMA   # before any drop shadow: the colours the text was set against
     fg = drawn @ LUMA
     cols = np.flatnonzero(mask.max(0) > 0.5)
@@ -61,7 +62,7 @@ def main() -> None:
         if row["correct"] == "":
             continue
         path, label = read_cell(row["path"]), read_cell(row["label"])
-        index = int(Path(path).stem.rsplit(cfg.labels.separator, 1)[1])
+        index = int(Path(path).stem.rsplit(cfg.generate.labels.separator, 1)[1])
         text, contrast = faintest_text(index, args.seed, cfg)
         if text != label:
             sys.exit(f"{path}: seed {args.seed} gives {text!r}, not this file's label")

@@ -39,8 +39,8 @@ def throughput(count: int, cfg) -> None:
         out = Path(tempfile.mkdtemp(prefix="genbench-"))
         try:
             start = time.monotonic()
-            n = generate_folder(out, count, seed=9, labels=cfg.labels, image=cfg.image,
-                                workers=workers)
+            n = generate_folder(out, count, seed=9, labels=cfg.generate.labels,
+                                image=cfg.generate.image, workers=workers)
             seconds = time.monotonic() - start
         finally:
             shutil.rmtree(out)
@@ -78,7 +78,8 @@ def against(rev: str, blocks: int, block: int, cfg) -> None:
             indices = range(b * block, (b + 1) * block)
             for name, (gen, img) in versions.items():
                 start = time.perf_counter()
-                drawn = [gen.generate_one(i, 9, cfg.labels, cfg.image) for i in indices]
+                drawn = [gen.generate_one(i, 9, cfg.generate.labels, cfg.generate.image)
+                         for i in indices]
                 middle = time.perf_counter()
                 for i, (text, pixels) in zip(indices, drawn):
                     img.write_png(str(out / f"{name}-{text}_{i}.png"), pixels)

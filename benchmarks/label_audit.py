@@ -37,8 +37,9 @@ def main() -> None:
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
     folder = work / "in"
-    generate_folder(folder, args.count, seed=args.seed, labels=cfg.labels, image=cfg.image)
-    planted = plant_wrong_labels(folder, args.wrong, args.seed, cfg.labels)
+    generate_folder(folder, args.count, seed=args.seed, labels=cfg.generate.labels,
+                    image=cfg.generate.image)
+    planted = plant_wrong_labels(folder, args.wrong, args.seed, cfg.generate.labels)
     subprocess.run([sys.executable, str(ROOT / "run_batch.py"), "--input", str(folder),
                     "--output", str(work / "runs"), "--run-id", "audit", "--model", args.model,
                     "--quiet"], check=True)

@@ -23,15 +23,14 @@ _SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     from core.config import load_config
     from core.labels import build_codec
-    from core.models import ModelSpec, build_model, for_inference
+    from core.models import ModelSpec, build_model, codec_kind, for_inference
     from core.runtime import AUTO_BATCH_SIZE, keep_freed_memory
     mode, arch, steps, train = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
     kept = keep_freed_memory() if mode == "keep" else None
-    cfg = load_config()
-    codec = build_codec(cfg.labels)
-    net = build_model(arch, ModelSpec.from_config(cfg.image, codec))
-    images = torch.zeros((AUTO_BATCH_SIZE["cpu"], 3, cfg.image.height, cfg.image.width),
-                         dtype=torch.uint8)
+    gen = load_config().generate   # the generated captchas' settings
+    codec = build_codec(gen.labels, codec_kind(arch))
+    net = build_model(arch, ModelSpec.from_config(gen.image, codec))
+    images = torch.zeros((AUTO_BATCH_SIZE["cpu"], 3, gen.height, gen.width), dtype=torch.uint8)
 
     def measure(step):
         for _ in range(3):
@@ -51,7 +50,7 @@ _SCRIPT = textwrap.dedent("""
     if train:
         torch.set_num_threads(threads)
         optimizer = torch.optim.Adam(net.parameters())
-        targets = torch.zeros((len(images), codec.output_steps), dtype=torch.long)
+        targets = torch.as_tensor(codec.encode(gen.alphabet[:gen.length])).repeat(len(images), 1)
 
         def step():
             optimizer.zero_grad()

@@ -26,7 +26,6 @@ from core.config import load_config  # noqa: E402
 from core.data import CaptchaDataset, list_files, make_loader, scan_folder  # noqa: E402
 from core.engine import evaluate  # noqa: E402
 from core.images import read_image, write_png  # noqa: E402
-from core.labels import build_codec  # noqa: E402
 from core.models import for_inference  # noqa: E402
 
 
@@ -72,9 +71,9 @@ def main() -> None:
     # Each model folded for inference once, not once per variant.
     readers = []
     for path in args.model:
-        ckpt = load_checkpoint(path, labels=cfg.labels, image=cfg.image)
-        readers.append((for_inference(ckpt.model, ckpt.temperature), build_codec(ckpt.labels),
-                        ckpt.image))
+        ckpt = load_checkpoint(path)
+        readers.append((for_inference(ckpt.model, ckpt.temperature), ckpt.codec, ckpt.image,
+                        ckpt.labels))
     names = list_files(args.input)[:args.limit]
     device = torch.device("cpu")
     print("| variant | " + " | ".join(Path(m).name for m in args.model) + " |")
@@ -84,12 +83,12 @@ def main() -> None:
             folder = Path(tmp) / f"v{k}"
             folder.mkdir()
             for name in names:
-                image, _ = read_image(str(Path(args.input) / name), cfg.image.height,
-                                      cfg.image.width)
+                image, _ = read_image(str(Path(args.input) / name), cfg.generate.height,
+                                      cfg.generate.width)
                 write_png(str(folder / Path(name).name), np.ascontiguousarray(change(image)))
-            items = scan_folder(folder, cfg.labels)
             cells = []
-            for model, codec, image_cfg in readers:
+            for model, codec, image_cfg, labels in readers:
+                items = scan_folder(folder, labels)
                 loader = make_loader(CaptchaDataset(folder, items, codec, image_cfg), 64, 0, device)
                 metrics = evaluate(model, loader, codec, device)
                 cells.append(f"{100 * metrics.captcha_accuracy:.2f} %")

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.config import load_config  # noqa: E402
 from core.labels import build_codec  # noqa: E402
-from core.models import ModelSpec, available_models, build_model  # noqa: E402
+from core.models import ModelSpec, available_models, build_model, codec_kind  # noqa: E402
 from core.runtime import keep_freed_memory  # noqa: E402
 
 
@@ -45,15 +45,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
     keep_freed_memory()  # as jobs.train does: without it glibc's trimming costs up to 5x here
-    cfg = load_config()
-    codec = build_codec(cfg.labels)
-    spec = ModelSpec.from_config(cfg.image, codec)
+    gen = load_config().generate   # the generated captchas' settings
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| model | batch | NCHW images/s | channels-last images/s |\n|---|---:|---:|---:|")
     for arch in available_models():
+        codec = build_codec(gen.labels, codec_kind(arch))
+        spec = ModelSpec.from_config(gen.image, codec)
+        label = gen.alphabet[:gen.length]
         for batch in (32, 128):
             x = torch.randint(0, 256, (batch, 3, spec.height, spec.width), dtype=torch.uint8)
-            y = torch.randint(0, spec.classes, (batch, spec.steps))
+            y = torch.as_tensor(codec.encode(label)).repeat(batch, 1)
             torch.manual_seed(0)
             model = build_model(arch, spec)
             nchw = copy.deepcopy(model).to(memory_format=torch.contiguous_format)

@@ -7,7 +7,8 @@ name, and reported.
 Outputs, each written aside and renamed into place when complete:
 - predictions.csv: one row per input file, in input order (see PREDICTION_COLUMNS);
 - summary.csv: one row (SUMMARY_COLUMNS);
-- confusion.csv: expected,predicted,count for each misread character, most frequent first;
+- confusion.csv: expected,predicted,count for each misread character, most frequent first
+  (from the alignment of label and prediction: an empty cell is a character missed or added);
 - config.yaml: the resolved configuration.
 Rows are streamed as batches arrive; nothing grows with the number of images but the file list.
 """
@@ -35,10 +36,10 @@ from torch.utils.data import Subset
 from .checkpoint import Checkpoint
 from .config import Config, dump_config
 from .data import CaptchaDataset, Item, PredictingDataset, make_loader, scan_folder
-from .engine import Metrics, evaluate
+from .engine import Metrics, align, evaluate
 from .files import (append_csv_row, atomic_csv, atomic_write, cell, open_csv, read_cell,
                     read_number, read_rows, write_csv)
-from .labels import Decoded, build_codec
+from .labels import Decoded
 from .models import for_inference
 from .progress import no_progress
 from .review import coverage_columns, review_run
@@ -60,11 +61,12 @@ def prediction_columns(length: int) -> list[str]:
             + [f"p{i + 1}" for i in range(length)])
 
 
-def summary_columns(length: int, coverage: tuple[float, ...]) -> list[str]:
+def summary_columns(positions: int, coverage: tuple[float, ...]) -> list[str]:
+    """positions: how many accuracy-per-position columns (0 where labels vary in length)."""
     return (["run_id", "started_at", "finished_at", "input", "model", "model_sha256", "arch",
              "device", "images", "labelled", "unlabelled", "errors", "resized",
-             "unlistable_folders", "char_accuracy",
-             "captcha_accuracy"] + [f"position{i + 1}_accuracy" for i in range(length)]
+             "unlistable_folders", "char_accuracy", "char_error_rate",
+             "captcha_accuracy"] + [f"position{i + 1}_accuracy" for i in range(positions)]
             + ["mean_confidence", "ece", "temperature", "review", "suspects"]
             + coverage_columns(coverage)
             + ["images_per_second", "wall_seconds", "attempts", "new", "carried", "carried_from"])
@@ -241,8 +243,8 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
     for orphan in parts.iterdir():  # written after the last manifest: not committed
         if not orphan.name.endswith(".csv") or int(orphan.stem) >= state.parts:
             orphan.unlink()
-    codec = build_codec(ckpt.labels)
-    length = ckpt.labels.length
+    codec = ckpt.codec
+    length = ckpt.labels.max_length
     columns = prediction_columns(length)
     carry = (_carried_rows(run_dir.parent / state.carried_from, items, columns)
              if state.carried_from else {})
@@ -282,8 +284,8 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
         batches = 0
 
     def add_row(item: Item, predicted: str, confidence: float, resized: bool, row: list) -> None:
-        if item.label is not None:
-            confusion.update((e, p) for e, p in zip(item.label, predicted) if e != p)
+        if item.label is not None and item.label != predicted:
+            confusion.update((e, p) for e, p in align(item.label, predicted) if e != p)
         state.resized += resized
         state.confidence_sum += confidence
         pending.append(row)
@@ -329,7 +331,7 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
                     [cell(item.path), cell(item.label or ""), cell(predicted), correct,
                      _fmt(confidence[j]), _probability(label_probability[j]), "ok", "",
                      int(resized)] + stats
-                    + [_fmt(p) for p in probs[j]])
+                    + ["" if math.isnan(p) else _fmt(p) for p in probs[j]])
         batches += 1
         signum = stop()
         if batches >= cfg.runtime.commit_batches or signum:
@@ -350,7 +352,8 @@ def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
     manifest's counts, the review files from predictions.csv. Safe to repeat if a crash
     interrupts it. Its own time counts in wall_seconds: writing the outputs is part of the pass."""
     started = time.monotonic()
-    length = ckpt.labels.length
+    length = ckpt.labels.max_length
+    positions = length if ckpt.labels.fixed_length else 0
     parts = run_dir / PARTS
     with atomic_write(run_dir / "predictions.csv") as out:  # bytes: the parts as written
         out.write((",".join(prediction_columns(length)) + "\r\n").encode("utf-8"))
@@ -364,7 +367,7 @@ def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
     labelled = sum(item.label is not None for item in items)
     decoded_ok = metrics.images - metrics.errors
     wall = state.seconds = state.seconds + (time.monotonic() - started)
-    position = metrics.position_accuracy + [float("nan")] * (length - len(metrics.position_accuracy))
+    position = (metrics.position_accuracy + [float("nan")] * positions)[:positions]
     summary = {
         "run_id": run_dir.name, "started_at": state.started_at,
         "finished_at": utc_now().isoformat(timespec="seconds"), "input": cell(str(input_dir)),
@@ -373,6 +376,7 @@ def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
         "errors": metrics.errors, "resized": state.resized,
         "unlistable_folders": len(state.unlistable),
         "char_accuracy": _fmt(metrics.char_accuracy),
+        "char_error_rate": _fmt(metrics.char_error_rate),
         "captcha_accuracy": _fmt(metrics.captcha_accuracy),
         **{f"position{i + 1}_accuracy": _fmt(a) for i, a in enumerate(position)},
         "mean_confidence": _fmt(state.confidence_sum / decoded_ok if decoded_ok else float("nan")),
@@ -383,7 +387,7 @@ def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
         "new": len(items) - state.carried, "carried": state.carried,
         "carried_from": state.carried_from,
     }
-    columns = summary_columns(length, cfg.review.coverage)
+    columns = summary_columns(positions, cfg.review.coverage)
     summary = {c: summary[c] for c in columns}
     write_csv(run_dir / "summary.csv", columns, [list(summary.values())])
     state.complete = True

@@ -19,7 +19,7 @@ from typing import Iterable
 import torch
 
 from .engine import evaluate
-from .labels import IGNORE
+from .labels import is_labelled
 
 
 @dataclass
@@ -99,7 +99,7 @@ def calibrate(model: torch.nn.Module, loader, codec, device: torch.device, bins:
     logits, targets = [], []
 
     def keep(batch: dict, decoded) -> None:
-        labelled = (batch["target"] != IGNORE).all(1)  # unreadable files carry IGNORE too
+        labelled = is_labelled(batch["target"])  # unreadable files carry no label either
         logits.append(decoded.logits.float().cpu()[labelled])
         targets.append(batch["target"][labelled])
 

@@ -3,7 +3,8 @@
     save_checkpoint("models/default.pt", model, arch="seed-gap", labels=cfg.labels,
                     image=cfg.image, summary={...})
     ckpt = load_checkpoint("models/default.pt", labels=cfg.labels, image=cfg.image)
-    ckpt.model, ckpt.arch, ckpt.labels, ckpt.image, ckpt.summary, ckpt.sha256, ckpt.temperature
+    ckpt.model, ckpt.arch, ckpt.codec, ckpt.labels, ckpt.image, ckpt.summary, ckpt.sha256,
+    ckpt.temperature
 
 The file holds the weights plus everything needed to rebuild the model (architecture name,
 alphabet, length, image size, codec kind, format version) and the training summary, so loading
@@ -23,13 +24,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import ImageConfig, LabelConfig
+from .config import AUTO, Config, ImageConfig, LabelConfig
 from .files import atomic_write
 from .labels import build_codec
-from .models import ModelSpec, build_model
+from .models import ModelSpec, build_model, codec_kind
 
-FORMAT_VERSION = 1
-CODEC = "fixed-length"
+# 2: label lengths may be a range ("4-8") and the codec may be "ctc"; version 1 files (one
+# length, fixed-length codec) load as they are.
+FORMAT_VERSION = 2
 
 
 class CheckpointError(ValueError):
@@ -40,6 +42,7 @@ class CheckpointError(ValueError):
 class Checkpoint:
     model: nn.Module
     arch: str
+    codec: Any          # core.labels.FixedLengthCodec or CTCCodec, for these labels
     labels: LabelConfig
     image: ImageConfig
     summary: dict[str, Any]
@@ -50,10 +53,13 @@ class Checkpoint:
 
 def save_checkpoint(path: str | Path, model: nn.Module, arch: str, labels: LabelConfig,
                     image: ImageConfig, summary: dict[str, Any], temperature: float = 1.0) -> None:
+    if not (labels.resolved and image.resolved):   # a model reads something definite
+        raise ValueError(f"cannot save a model whose labels or image size are still auto: "
+                         f"{labels}, {image}")
     payload = {
         "format_version": FORMAT_VERSION,
         "arch": arch,
-        "codec": CODEC,
+        "codec": codec_kind(arch),
         "labels": dataclasses.asdict(labels),
         "image": dataclasses.asdict(image),
         "summary": summary,
@@ -82,15 +88,17 @@ def load_checkpoint(path: str | Path, labels: LabelConfig | None = None,
     if payload["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {payload['format_version']}; this "
                               f"program reads up to {FORMAT_VERSION}")
-    if payload.get("codec") != CODEC:
-        raise CheckpointError(f"{path} uses codec {payload.get('codec')!r}, not {CODEC!r}")
     try:
+        kind = codec_kind(payload["arch"])
         ckpt_labels = LabelConfig(**payload["labels"])
         ckpt_image = ImageConfig(**payload["image"])
-    except (KeyError, TypeError) as exc:
+        codec = build_codec(ckpt_labels, kind)
+    except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} has a damaged description ({exc})") from None
+    if payload.get("codec") != kind:
+        raise CheckpointError(f"{path} uses codec {payload.get('codec')!r}, but architecture "
+                              f"{payload['arch']!r} reads with {kind!r}")
     _check_expected(path, ckpt_labels, ckpt_image, labels, image)
-    codec = build_codec(ckpt_labels)
     try:
         model = build_model(payload["arch"], ModelSpec.from_config(ckpt_image, codec))
         model.load_state_dict(payload["state_dict"])
@@ -101,22 +109,39 @@ def load_checkpoint(path: str | Path, labels: LabelConfig | None = None,
     if not isinstance(temperature, float) or not temperature > 0:
         raise CheckpointError(f"{path} has a damaged description (temperature {temperature!r})")
     model.to(device).eval()
-    return Checkpoint(model, payload["arch"], ckpt_labels, ckpt_image, payload.get("summary", {}),
-                      str(path), hashlib.sha256(data).hexdigest(), temperature)
+    return Checkpoint(model, payload["arch"], codec, ckpt_labels, ckpt_image,
+                      payload.get("summary", {}), str(path), hashlib.sha256(data).hexdigest(),
+                      temperature)
 
 
 def _check_expected(path: Path, got_labels: LabelConfig, got_image: ImageConfig,
                     want_labels: LabelConfig | None, want_image: ImageConfig | None) -> None:
+    """What the config pins (anything but auto) must be what the model reads."""
     problems = []
     if want_labels is not None:
-        if got_labels.alphabet != want_labels.alphabet:
+        if want_labels.alphabet != AUTO and set(want_labels.alphabet) != set(got_labels.alphabet):
+            # the characters must be the same; their order is the model's own class order
             problems.append(f"alphabet {got_labels.alphabet!r} (config: {want_labels.alphabet!r})")
-        if got_labels.length != want_labels.length:
+        if want_labels.length not in (AUTO, got_labels.length):
             problems.append(f"length {got_labels.length} (config: {want_labels.length})")
-    if want_image is not None and (got_image.height, got_image.width) != (
-            want_image.height, want_image.width):
-        problems.append(f"image size {got_image.height}x{got_image.width} "
-                        f"(config: {want_image.height}x{want_image.width})")
+    if want_image is not None:
+        for side in ("height", "width"):
+            if getattr(want_image, side) not in (AUTO, getattr(got_image, side)):
+                problems.append(f"image {side} {getattr(got_image, side)} (config: "
+                                f"{getattr(want_image, side)})")
     if problems:
         raise CheckpointError(f"model {path} does not fit the config: it reads "
                               + "; ".join(problems))
+
+
+def with_model_settings(cfg: Config, ckpt: Checkpoint) -> Config:
+    """`cfg` with what the model reads filled in from its checkpoint: alphabet, lengths and
+    input size always (load_checkpoint has refused a model that disagrees with the config on
+    them), and the case folding and separator of the file names where the config leaves them
+    auto (a folder named otherwise than the one trained on can pin its own)."""
+    labels = ckpt.labels
+    if cfg.labels.case != AUTO:
+        labels = dataclasses.replace(labels, case=cfg.labels.case)
+    if cfg.labels.separator != AUTO:
+        labels = dataclasses.replace(labels, separator=cfg.labels.separator)
+    return dataclasses.replace(cfg, labels=labels, image=ckpt.image)

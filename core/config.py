@@ -4,13 +4,19 @@
     cfg.labels.alphabet, cfg.image.height, cfg.train.epochs
 
 The result is frozen and passed down as arguments. An unknown key or a value of the wrong type
-is refused with a ConfigError that names the key and where it came from. The defaults here are
-the only place the seed's alphabet, captcha length and image size are written down; everything
-else derives its sizes from a Config.
+is refused with a ConfigError that names the key and where it came from.
+
+What a model reads (alphabet, label lengths, how labels are written in file names, input size)
+is "auto" by default: the training job finds it in the folder it trains on (core.discover) and
+stores it in the checkpoint, and every job that loads a checkpoint takes it from there
+(with_model_settings). A value written in the config pins it instead. The seed's alphabet,
+captcha length and image size are written down once, here, as the generator's own settings
+(GenerateConfig); everything else derives its sizes from a Config.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import string
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -21,7 +27,15 @@ import yaml
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 CASE_FOLDS = ("upper", "lower", "none")
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "warmup-cosine")
+OPTIMIZERS = ("adam", "adamw")
+AUTO = "auto"
+# Settings that may be "auto" besides a value of their type: what it means is decided where the
+# setting is used (the number of epochs from the number of images, the alphabet from the file
+# names, ...).
+_AUTO_TYPES: dict[str, type] = {"train.epochs": int, "labels.alphabet": str, "labels.case": str,
+                                "labels.separator": str, "image.height": int, "image.width": int}
+SEED_ALPHABET = string.ascii_uppercase + string.digits
 
 
 class ConfigError(ValueError):
@@ -30,31 +44,75 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class LabelConfig:
-    alphabet: str = string.ascii_uppercase + string.digits
-    length: int = 4
-    case: str = "upper"
-    separator: str = "_"
+    alphabet: str = AUTO
+    length: int | str = AUTO   # a number of characters, a range "MIN-MAX" (e.g. "4-8") or auto
+    case: str = AUTO
+    separator: str = AUTO
+
+    @property
+    def resolved(self) -> bool:
+        return AUTO not in (self.alphabet, self.length, self.case, self.separator)
+
+    @property
+    def min_length(self) -> int:
+        return length_bounds(self.length)[0]
+
+    @property
+    def max_length(self) -> int:
+        return length_bounds(self.length)[1]
+
+    @property
+    def fixed_length(self) -> bool:
+        return self.min_length == self.max_length
+
+
+def length_bounds(length: int | str) -> tuple[int, int]:
+    """(shortest, longest) label a `labels.length` setting allows: 4 -> (4, 4), "4-8" -> (4, 8)."""
+    if isinstance(length, int):
+        return length, length
+    if length == AUTO:
+        raise ValueError("labels.length is auto: find it in a folder first (core.discover)")
+    low, _, high = str(length).partition("-")
+    return int(low), int(high or low)
 
 
 @dataclass(frozen=True)
 class ImageConfig:
-    height: int = 46
-    width: int = 284
+    height: int | str = AUTO
+    width: int | str = AUTO
+
+    @property
+    def resolved(self) -> bool:
+        return AUTO not in (self.height, self.width)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str = "wide-pos"
+    arch: str = "crnn"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
+    epochs: int | str = AUTO     # auto: about 30 passes, within min_samples..max_samples images
+    min_samples: int = 150_000
+    max_samples: int = 1_500_000
     batch_size: int = 32
     lr: float = 0.001
-    lr_schedule: str = "constant"
+    lr_schedule: str = "warmup-cosine"
+    optimizer: str = "adamw"
+    weight_decay: float = 0.01
+    clip: float = 5.0            # largest gradient norm; 0: no clipping
     val_fraction: float = 0.1
     seed: int = 0
+
+    def epochs_for(self, images: int) -> int:
+        """The number of epochs for `images` training images: `epochs` where it is a number;
+        for auto, 30 passes over them, but at least min_samples and at most max_samples images
+        seen (a thousand images need many more passes than a hundred thousand)."""
+        if self.epochs != AUTO:
+            return int(self.epochs)
+        seen = min(max(30 * images, self.min_samples), self.max_samples)
+        return max(1, math.ceil(seen / max(1, images)))
 
 
 @dataclass(frozen=True)
@@ -80,7 +138,21 @@ class RuntimeConfig:
 
 @dataclass(frozen=True)
 class GenerateConfig:
+    """The synthetic captchas' own settings: the seed post's alphabet, length and size."""
     workers: int = -1
+    alphabet: str = SEED_ALPHABET
+    length: int = 4
+    height: int = 46
+    width: int = 284
+
+    @property
+    def labels(self) -> LabelConfig:
+        """How the generated files are named: LABEL_index.png, upper case."""
+        return LabelConfig(self.alphabet, self.length, "upper", "_")
+
+    @property
+    def image(self) -> ImageConfig:
+        return ImageConfig(self.height, self.width)
 
 
 @dataclass(frozen=True)
@@ -165,7 +237,16 @@ def _merge(obj: Any, data: Mapping[str, Any], prefix: str, source: str) -> Any:
     return dataclasses.replace(obj, **changes)
 
 
+_LENGTH_RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
+
+
 def _coerce(value: Any, expected: type, key: str, source: str) -> Any:
+    if key == "labels.length":
+        return _coerce_length(value, key, source)
+    if key in _AUTO_TYPES:
+        if value == AUTO:
+            return AUTO
+        expected = _AUTO_TYPES[key]
     # bool is an int in Python; a YAML `true` where a number belongs is a mistake, not a 1.
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -179,33 +260,64 @@ def _coerce(value: Any, expected: type, key: str, source: str) -> Any:
     raise ConfigError(f"{source}: '{key}' must be {expected.__name__}, got {_describe(value)}")
 
 
+def _coerce_length(value: Any, key: str, source: str) -> int | str:
+    """A label length: a whole number, a range written "MIN-MAX" ("4-8"; "4-4" is 4), or auto."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if value == AUTO:
+        return AUTO
+    match = _LENGTH_RANGE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ConfigError(f"{source}: '{key}' must be a number, a range like \"4-8\" or auto, "
+                          f"got {_describe(value)}")
+    low, high = int(match[1]), int(match[2] or match[1])
+    if high < low:
+        raise ConfigError(f"{source}: '{key}' range {value!r} ends before it starts")
+    return low if low == high else f"{low}-{high}"
+
+
 def _describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
+
+
+def _check_labels(labels: LabelConfig, bad, prefix: str = "labels.") -> None:
+    """A label setting's values, those that are not auto."""
+    alphabet = labels.alphabet
+    if alphabet != AUTO:
+        if not alphabet:
+            raise bad(f"{prefix}alphabet", "must not be empty")
+        if len(set(alphabet)) != len(alphabet):
+            raise bad(f"{prefix}alphabet", f"repeats characters: {alphabet!r}")
+    if labels.case not in CASE_FOLDS + (AUTO,):
+        raise bad(f"{prefix}case", f"must be one of {', '.join(CASE_FOLDS)} or auto, got "
+                                   f"{labels.case!r}")
+    if labels.case not in ("none", AUTO) and alphabet != AUTO:
+        folded = {getattr(c, labels.case)() for c in alphabet}
+        if folded != set(alphabet):
+            raise bad(f"{prefix}case", f"is {labels.case!r}, but the alphabet has characters "
+                                       "that case folding would never produce; use 'none'")
+    if AUTO not in (labels.separator, alphabet) and set(labels.separator) & set(alphabet):
+        raise bad(f"{prefix}separator", "must not contain alphabet characters")
+    if labels.length != AUTO and labels.min_length < 1:
+        raise bad(f"{prefix}length", f"must be at least 1, got {labels.min_length}")
 
 
 def _check_values(cfg: Config) -> None:
     def bad(key: str, why: str) -> ConfigError:
         return ConfigError(f"'{key}' {why}")
 
-    alphabet = cfg.labels.alphabet
-    if not alphabet:
-        raise bad("labels.alphabet", "must not be empty")
-    if len(set(alphabet)) != len(alphabet):
-        raise bad("labels.alphabet", f"repeats characters: {alphabet!r}")
-    if cfg.labels.case not in CASE_FOLDS:
-        raise bad("labels.case", f"must be one of {', '.join(CASE_FOLDS)}, got {cfg.labels.case!r}")
-    if cfg.labels.case != "none":
-        folded = {getattr(c, cfg.labels.case)() for c in alphabet}
-        if folded != set(alphabet):
-            raise bad("labels.case", f"is {cfg.labels.case!r}, but the alphabet has characters that "
-                                     "case folding would never produce; use 'none'")
-    if cfg.labels.separator and set(cfg.labels.separator) & set(alphabet):
-        raise bad("labels.separator", "must not contain alphabet characters")
-    for key, value in (("labels.length", cfg.labels.length), ("image.height", cfg.image.height),
-                       ("image.width", cfg.image.width), ("train.epochs", cfg.train.epochs),
-                       ("train.batch_size", cfg.train.batch_size),
-                       ("runtime.commit_batches", cfg.runtime.commit_batches),
-                       ("review.calibration_bins", cfg.review.calibration_bins)):
+    _check_labels(cfg.labels, bad)
+    _check_labels(cfg.generate.labels, bad, "generate.")
+    sizes = [("train.epochs", 1 if cfg.train.epochs == AUTO else cfg.train.epochs),
+             ("train.min_samples", cfg.train.min_samples),
+             ("train.max_samples", cfg.train.max_samples),
+             ("train.batch_size", cfg.train.batch_size),
+             ("runtime.commit_batches", cfg.runtime.commit_batches),
+             ("review.calibration_bins", cfg.review.calibration_bins),
+             ("generate.height", cfg.generate.height), ("generate.width", cfg.generate.width)]
+    sizes += [(f"image.{k}", getattr(cfg.image, k)) for k in ("height", "width")
+              if getattr(cfg.image, k) != AUTO]
+    for key, value in sizes:
         if value < 1:
             raise bad(key, f"must be at least 1, got {value}")
     if cfg.runtime.batch_size == 0 or cfg.runtime.batch_size < -1:
@@ -218,6 +330,16 @@ def _check_values(cfg: Config) -> None:
                                        f"got {cfg.train.lr_schedule!r}")
     if cfg.train.lr <= 0:
         raise bad("train.lr", f"must be positive, got {cfg.train.lr}")
+    if cfg.train.optimizer not in OPTIMIZERS:
+        raise bad("train.optimizer", f"must be one of {', '.join(OPTIMIZERS)}, "
+                                     f"got {cfg.train.optimizer!r}")
+    for key, value in (("train.weight_decay", cfg.train.weight_decay),
+                       ("train.clip", cfg.train.clip)):
+        if value < 0:
+            raise bad(key, f"must be 0 or more, got {value}")
+    if cfg.train.max_samples < cfg.train.min_samples:
+        raise bad("train.max_samples", f"must be at least train.min_samples "
+                                       f"({cfg.train.min_samples}), got {cfg.train.max_samples}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.runtime.device):
         raise bad("runtime.device", f"must be auto, cpu, cuda or cuda:N, got {cfg.runtime.device!r}")
     for key, value in (("review.threshold", cfg.review.threshold),

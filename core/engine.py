@@ -8,6 +8,11 @@
 `evaluate` scores the labelled, decodable images of a loader; unlabelled images are predicted
 but not scored, unreadable ones neither. `on_batch(batch, decoded)` sees every batch with its
 predictions, which is how the batch runner writes its rows from the same pass.
+
+Scoring holds for labels of any length: a captcha is right when the whole text is; characters
+are counted by edit distance (a missing or extra character is one error, as a wrong one is),
+which gives the character error rate; accuracy per position is only meaningful where every
+label has the same length.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from .labels import IGNORE, Decoded
+from .labels import IGNORE, Decoded, is_labelled
 from .progress import no_progress
 
 
@@ -27,7 +32,8 @@ class Metrics:
     scored: int = 0            # labelled and decoded: the denominator of the accuracies
     loss_sum: float = 0.0      # summed over positions, per scored image
     chars_total: int = 0
-    chars_correct: int = 0
+    chars_correct: int = 0     # per label, its length less its edit distance (at least 0)
+    char_errors: int = 0       # edit distances summed: substitutions, insertions, deletions
     captchas_correct: int = 0
     position_correct: list[int] = field(default_factory=list)
 
@@ -40,6 +46,10 @@ class Metrics:
         return self.chars_correct / self.chars_total if self.chars_total else float("nan")
 
     @property
+    def char_error_rate(self) -> float:
+        return self.char_errors / self.chars_total if self.chars_total else float("nan")
+
+    @property
     def captcha_accuracy(self) -> float:
         return self.captchas_correct / self.scored if self.scored else float("nan")
 
@@ -48,10 +58,11 @@ class Metrics:
         return [c / self.scored if self.scored else float("nan") for c in self.position_correct]
 
     def add(self, labels: Iterable[str | None], predictions: Iterable[str]) -> None:
-        """Score predictions against labels by position; None labels are not scored."""
+        """Score predictions against labels; None labels are not scored."""
         for label, predicted in zip(labels, predictions):
             if label is None:
                 continue
+            errors = 0 if label == predicted else edit_distance(label, predicted)
             hits = [a == b for a, b in zip(label, predicted)]
             hits += [False] * (len(label) - len(hits))
             if len(self.position_correct) < len(hits):
@@ -60,16 +71,46 @@ class Metrics:
                 self.position_correct[i] += hit
             self.scored += 1
             self.chars_total += len(label)
-            self.chars_correct += sum(hits)
+            self.chars_correct += max(0, len(label) - errors)
+            self.char_errors += errors
             self.captchas_correct += label == predicted
 
     def as_dict(self) -> dict:
         return {"images": self.images, "errors": self.errors, "scored": self.scored,
                 "loss": self.loss, "chars_correct": self.chars_correct,
                 "chars_total": self.chars_total, "char_accuracy": self.char_accuracy,
+                "char_error_rate": self.char_error_rate,
                 "captchas_correct": self.captchas_correct,
                 "captcha_accuracy": self.captcha_accuracy,
                 "position_accuracy": self.position_accuracy}
+
+
+def align(expected: str, predicted: str) -> list[tuple[str, str]]:
+    """The two texts aligned with the fewest edits (Levenshtein): (expected, predicted) pairs,
+    "" standing for a character missing on that side; equal pairs are the characters read
+    right."""
+    n, m = len(expected), len(predicted)
+    cost = [[i + j if i * j == 0 else 0 for j in range(m + 1)] for i in range(n + 1)]
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            cost[i][j] = min(cost[i - 1][j - 1] + (expected[i - 1] != predicted[j - 1]),
+                             cost[i - 1][j] + 1, cost[i][j - 1] + 1)
+    pairs, i, j = [], n, m
+    while i or j:   # back from the end, preferring a substitution, then a deletion
+        if i and j and cost[i][j] == cost[i - 1][j - 1] + (expected[i - 1] != predicted[j - 1]):
+            pairs.append((expected[i - 1], predicted[j - 1]))
+            i, j = i - 1, j - 1
+        elif i and cost[i][j] == cost[i - 1][j] + 1:
+            pairs.append((expected[i - 1], ""))
+            i -= 1
+        else:
+            pairs.append(("", predicted[j - 1]))
+            j -= 1
+    return pairs[::-1]
+
+
+def edit_distance(expected: str, predicted: str) -> int:
+    return sum(a != b for a, b in align(expected, predicted))
 
 
 def _autocast(device: torch.device):
@@ -81,9 +122,11 @@ def _autocast(device: torch.device):
 def train_one_epoch(model: torch.nn.Module, loader: Iterable[dict], codec,
                     optimizer: torch.optim.Optimizer, device: torch.device,
                     progress: Callable = no_progress, desc: str = "train",
-                    augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> float:
+                    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                    clip: float | None = None, scheduler=None) -> float:
     """One pass over `loader`; returns the mean batch loss (summed over positions). `augment`
-    changes each batch of images before the model sees it (core.augment)."""
+    changes each batch of images before the model sees it (core.augment); `clip` caps the
+    gradients' norm (a recurrent layer's can spike); `scheduler` steps after every batch."""
     model.train()
     total, batches = 0.0, 0
     for batch in progress(loader, desc=desc):
@@ -96,7 +139,11 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[dict], codec,
         optimizer.zero_grad(set_to_none=True)
         loss = codec.loss(model(images), targets)
         loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         total += loss.item()
         batches += 1
     return total / batches if batches else float("nan")
@@ -128,7 +175,7 @@ def evaluate(model: torch.nn.Module, loader: Iterable[dict], codec, device: torc
             logits = predict(model, batch["image"], device)
         decoded = codec.decode(logits, targets)
         ok = [not e for e in batch["error"]]
-        scored = (targets != IGNORE).all(1)
+        scored = is_labelled(targets)
         if scored.any():
             loss = codec.loss(logits[scored], targets[scored]).item()
             metrics.loss_sum += loss * int(scored.sum())

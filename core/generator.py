@@ -88,8 +88,11 @@ _LAYER_ONE = 1 << 8
 
 
 def random_label(rng: np.random.Generator, labels: LabelConfig) -> str:
-    alphabet = labels.alphabet
-    return "".join(alphabet[i] for i in rng.integers(0, len(alphabet), labels.length))
+    """A label of labels.length characters (of a length drawn uniformly where it is a range)."""
+    alphabet, length = labels.alphabet, labels.min_length
+    if not labels.fixed_length:
+        length = _integer(rng, labels.min_length, labels.max_length + 1)
+    return "".join(alphabet[i] for i in rng.integers(0, len(alphabet), length))
 
 
 def render_captcha(text: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:

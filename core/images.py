@@ -4,7 +4,9 @@
     image, resized = decode_image(data, height, width)
 
 Whatever OpenCV decodes is accepted: PNG, JPEG, BMP, WebP, TIFF; grayscale, alpha (dropped) and
-16-bit (scaled to 8). Colour order is fixed here, once: OpenCV is asked for RGB (its default is
+16-bit (scaled to 8). An image of another size is fitted to the model's (fit_size): scaled to its
+height with its aspect ratio kept, then padded on the right with its last column where it is
+narrower, squeezed where it is wider. Colour order is fixed here, once: OpenCV is asked for RGB (its default is
 BGR), so every array and tensor in this package is RGB. A file that cannot be used raises ImageError
 with a short reason fit for a report row ("empty file", "truncated PNG", "not an image").
 """
@@ -73,10 +75,26 @@ def decode_image(data: bytes, height: int, width: int) -> tuple[np.ndarray, bool
         image = to_rgb8(image)
     resized = image.shape[:2] != (height, width)
     if resized:
-        shrinking = image.shape[0] * image.shape[1] > height * width
-        image = cv2.resize(image, (width, height),
-                           interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        image = fit_size(image, height, width)
     return image, resized
+
+
+def fit_size(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`image` at (height, width): scaled to the height keeping its aspect ratio, then padded on
+    the right by repeating its last column if that leaves it narrower, or squeezed to the
+    width if it leaves it wider.
+
+    Keeping the aspect keeps each character's shape (an O and a 0 differ by their width); the
+    padding continues the background where a reader expects no text, and a squeeze, unlike a
+    crop, loses no character of a long label."""
+    h, w = image.shape[:2]
+    scaled = max(1, min(width, round(w * height / h)))
+    shrinking = scaled * height < w * h
+    image = cv2.resize(image, (scaled, height),
+                       interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    if scaled < width:
+        image = cv2.copyMakeBorder(image, 0, 0, 0, width - scaled, cv2.BORDER_REPLICATE)
+    return image
 
 
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}   # by IHDR colour type

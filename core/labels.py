@@ -6,13 +6,15 @@
     decoded = codec.decode(logits)                             # texts, confidences, probabilities
     loss = codec.loss(logits, targets)
 
-Callers (training, `evaluate`, the batch runner) use only this interface, so a variable-length
-codec (CTC: `output_steps` time steps, a blank class, padded targets) can be added beside
-FixedLengthCodec without changing them. The model is told its output shape by the codec
-(`output_steps` x `output_classes`).
+Two codecs share this interface, and callers (training, `evaluate`, the batch runner) use only
+it: FixedLengthCodec, one classifier per character position (the seed's heads), and CTCCodec,
+labels of any length within `labels.length` read as a sequence of frames with a blank class.
+A model's architecture says which it needs (core.models.codec_kind); the model is told its
+output shape by the codec (`output_steps` x `output_classes`; a sequence model decides its own
+number of frames).
 
 Reserved index: IGNORE (-1) pads targets; a position holding it takes no part in the loss, which
-is how unlabelled images ride along in a batch.
+is how unlabelled images (all IGNORE) ride along in a batch and how shorter labels are padded.
 """
 from __future__ import annotations
 
@@ -73,19 +75,26 @@ def check_label(text: str, cfg: LabelConfig) -> None:
     if outside:
         raise LabelError("character outside the alphabet",
                          f"{text!r} has {''.join(outside)!r}")
-    if len(text) != cfg.length:
-        raise LabelError("wrong length", f"{text!r} has {len(text)} characters, expected {cfg.length}")
+    if not cfg.min_length <= len(text) <= cfg.max_length:
+        raise LabelError("wrong length", f"{text!r} has {len(text)} characters, expected "
+                                         f"{cfg.length}")
+
+
+def is_labelled(targets: torch.Tensor) -> torch.Tensor:
+    """Which rows of a batch's targets carry a label (an unlabelled or unreadable image's are
+    all IGNORE; a label has at least one character)."""
+    return targets[:, 0] != IGNORE
 
 
 @dataclass
 class Decoded:
-    """A batch of predictions: texts, the probability that each whole text is right (product of
-    the per-position top probabilities), those per-position probabilities, and, when the
-    targets were given, the probability the model gives the label itself (NaN if unlabelled):
-    near 0 when the model is sure the file name is wrong."""
+    """A batch of predictions: texts, the probability that each whole text is right, the
+    probability of each character read (NaN past a text's end), and, when the targets were
+    given, the probability the model gives the label itself (NaN if unlabelled): near 0 when
+    the model is sure the file name is wrong."""
     texts: list[str]
     confidence: torch.Tensor        # (B,)
-    position_probs: torch.Tensor    # (B, positions)
+    position_probs: torch.Tensor    # (B, labels' longest length)
     label_probability: torch.Tensor | None = None   # (B,)
     logits: torch.Tensor | None = None               # (B, steps, classes), as the model gave them
 
@@ -93,10 +102,16 @@ class Decoded:
 class FixedLengthCodec:
     """Exactly `length` characters, one classifier per position (the seed's heads).
 
-    Class i at every position is alphabet[i]; there is no blank.
+    Class i at every position is alphabet[i]; there is no blank. A whole text's confidence is
+    the product of its positions' top probabilities.
     """
+    kind = "fixed-length"
 
     def __init__(self, cfg: LabelConfig):
+        if not cfg.fixed_length:
+            raise ValueError(f"labels.length is a range ({cfg.length}), but this model reads a "
+                             "fixed number of characters: give one length, or train a sequence "
+                             "model (--arch crnn)")
         self.cfg = cfg
         self.alphabet = cfg.alphabet
         self.index = {c: i for i, c in enumerate(cfg.alphabet)}
@@ -150,5 +165,119 @@ class FixedLengthCodec:
         return Decoded(texts, top.prod(-1), top, label_probability, logits)
 
 
-def build_codec(cfg: LabelConfig) -> FixedLengthCodec:
-    return FixedLengthCodec(cfg)
+class CTCCodec:
+    """Labels of labels.min_length to labels.max_length characters, read from a sequence of
+    frames with connectionist temporal classification (Graves et al., 2006): class 0 is the
+    blank, class i + 1 is alphabet[i]; a text is the frames' classes with repeats merged and
+    blanks dropped, so a doubled character needs a blank between its two runs.
+
+    Decoding is greedy (the most probable class of each frame). A text's confidence is the
+    probability the model gives that text, summed over every alignment of it to the frames (the
+    CTC forward pass), so it means what it says and temperature scaling calibrates it as it
+    does the fixed-length codec's; a character's probability is the highest its class reaches
+    over the frames it was read from.
+    """
+    kind = "ctc"
+    blank = 0
+
+    def __init__(self, cfg: LabelConfig):
+        self.cfg = cfg
+        self.alphabet = cfg.alphabet
+        self.index = {c: i + 1 for i, c in enumerate(cfg.alphabet)}
+
+    @property
+    def output_steps(self) -> int:
+        return 0   # the model's frames, however many its input width gives
+
+    @property
+    def output_classes(self) -> int:
+        return len(self.alphabet) + 1
+
+    @property
+    def target_length(self) -> int:
+        return self.cfg.max_length
+
+    def encode(self, text: str | None) -> np.ndarray:
+        """Class indices padded with IGNORE to the longest label; None gives IGNORE only."""
+        targets = np.full(self.target_length, IGNORE, dtype=np.int64)
+        if text is not None:
+            check_label(text, self.cfg)
+            targets[:len(text)] = [self.index[c] for c in text]
+        return targets
+
+    def label_of(self, targets: list[int]) -> str | None:
+        if not targets or targets[0] == IGNORE:
+            return None
+        return "".join(self.alphabet[i - 1] for i in targets if i != IGNORE)
+
+    def _nll(self, logits: torch.Tensor, targets: torch.Tensor,
+             reduction: str = "none") -> torch.Tensor:
+        """-log p(targets) per row (targets padded with IGNORE, every row labelled)."""
+        log_probs = logits.float().log_softmax(-1).transpose(0, 1)   # (frames, B, classes)
+        lengths = (targets != IGNORE).sum(1)
+        frames = torch.full((targets.shape[0],), log_probs.shape[0], dtype=torch.long)
+        return F.ctc_loss(log_probs, targets[targets != IGNORE], frames, lengths.cpu(),
+                          blank=self.blank, reduction=reduction, zero_infinity=True)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """-log p(label) summed over the labelled images and averaged over them: what the
+        fixed-length codec's summed cross-entropy is for its positions. logits: (B, frames,
+        classes); targets: (B, longest length)."""
+        labelled = is_labelled(targets)
+        if not labelled.any():
+            return logits.float().sum() * 0.0
+        return self._nll(logits[labelled], targets[labelled], "sum") / labelled.sum()
+
+    def decode(self, logits: torch.Tensor, targets: torch.Tensor | None = None) -> Decoded:
+        probs = logits.float().softmax(-1)
+        top, best = probs.max(-1)                                     # (B, frames)
+        starts = torch.ones_like(best, dtype=torch.bool)
+        starts[:, 1:] = best[:, 1:] != best[:, :-1]                   # a run of one class begins
+        texts, char_probs = [], []
+        for row_best, row_top, row_starts in zip(best.tolist(), top.tolist(), starts.tolist()):
+            chars, peaks = [], []
+            for k, p, start in zip(row_best, row_top, row_starts):
+                if start and k != self.blank:
+                    chars.append(self.alphabet[k - 1])
+                    peaks.append(p)
+                elif not start and k != self.blank:
+                    peaks[-1] = max(peaks[-1], p)
+            texts.append("".join(chars))
+            char_probs.append(peaks)
+        position_probs = torch.full((len(texts), self.target_length), float("nan"))
+        for row, peaks in enumerate(char_probs):
+            peaks = peaks[:self.target_length]
+            position_probs[row, :len(peaks)] = torch.tensor(peaks)
+        # (an empty reading's probability is that of all blanks: no target for ctc_loss)
+        width = max([self.target_length, 1] + [len(t) for t in texts])
+        read = torch.as_tensor(np.stack([self._padded(t, width) for t in texts]))
+        confidence = torch.exp(-self._nll(logits, read.to(logits.device)))
+        label_probability = None
+        if targets is not None:
+            targets = targets.to(logits.device)
+            labelled = is_labelled(targets)
+            label_probability = torch.full((len(texts),), float("nan"))
+            if labelled.any():
+                label_probability[labelled.cpu()] = torch.exp(
+                    -self._nll(logits[labelled], targets[labelled])).cpu()
+        return Decoded(texts, confidence.cpu(), position_probs, label_probability, logits)
+
+    def _padded(self, text: str, width: int) -> np.ndarray:
+        """A decoded text as targets for the CTC forward pass, padded to `width` (it may be
+        longer than any label, and hold nothing)."""
+        targets = np.full(width, IGNORE, dtype=np.int64)
+        targets[:len(text)] = [self.index[c] for c in text]
+        return targets
+
+
+CODECS = {FixedLengthCodec.kind: FixedLengthCodec, CTCCodec.kind: CTCCodec}
+
+
+def build_codec(cfg: LabelConfig, kind: str = FixedLengthCodec.kind):
+    """The codec of `kind` (a model architecture's, core.models.codec_kind) for these labels;
+    ValueError, saying what to change, where the two cannot work together."""
+    try:
+        codec = CODECS[kind]
+    except KeyError:
+        raise ValueError(f"unknown codec {kind!r}; available: {', '.join(CODECS)}") from None
+    return codec(cfg)

@@ -1,12 +1,17 @@
 """The networks, chosen by name from a registry and built from a narrow ModelSpec.
 
+    codec = build_codec(cfg.labels, codec_kind("crnn"))
     spec = ModelSpec.from_config(cfg.image, codec)
-    model = build_model("seed-gap", spec)
+    model = build_model("crnn", spec)
     logits = model(images)          # images: (B, 3, H, W) uint8 RGB -> (B, steps, classes)
 
-Every model takes uint8 images and normalises them itself, so no caller can feed it differently
-from how it was trained. Layer sizes are computed from the spec, never written in: with the
-default config, `seed` and `seed-gap` have the seed post's 162,252 and 116,960 parameters.
+Two families: per-position readers (`seed`, `seed-gap`, `seed-pos`, `wide-pos`: one classifier
+per character, a fixed number of characters) and the sequence reader `crnn` (a column of
+frames read with CTC, labels of any length). Each architecture names the codec it needs
+(codec_kind). Every model takes uint8 images and normalises them itself, so no caller can feed
+it differently from how it was trained. Layer sizes are computed from the spec, never written
+in: with the seed's settings, `seed` and `seed-gap` have the seed post's 162,252 and 116,960
+parameters.
 """
 from __future__ import annotations
 
@@ -38,13 +43,23 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, Callable[[ModelSpec], nn.Module]] = {}
+_CODECS: dict[str, str] = {}
 
 
-def register(name: str):
+def register(name: str, codec: str = "fixed-length"):
     def add(builder):
         _REGISTRY[name] = builder
+        _CODECS[name] = codec
         return builder
     return add
+
+
+def codec_kind(name: str) -> str:
+    """The label codec architecture `name` reads with: "fixed-length" or "ctc"."""
+    if name not in _CODECS:
+        raise ValueError(f"unknown model architecture {name!r}; "
+                         f"available: {', '.join(available_models())}")
+    return _CODECS[name]
 
 
 def available_models() -> list[str]:
@@ -321,3 +336,46 @@ def wide_pos_model(spec: ModelSpec) -> CaptchaNet:
         _conv_pool_stack(channels, padding=1, batchnorm=True),
         nn.AdaptiveAvgPool2d((1, columns)), nn.Flatten())
     return CaptchaNet(spec, features, channels[-1] * columns)
+
+
+class SequenceNet(CaptchaNet):
+    """A sequence reader (CRNN; Shi, Bai & Yao, 2016): convolutions that keep a column per
+    frame, a bidirectional LSTM along the width, and one linear layer to the classes of every
+    frame, for CTC. Output: (B, frames, classes), frames = width / 4."""
+
+    def __init__(self, spec: ModelSpec, features: nn.Module, column_dim: int, hidden: int):
+        super().__init__(dataclasses.replace(spec, steps=1), features, 2 * hidden)
+        self.project = nn.Linear(column_dim, hidden)
+        self.sequence = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(torch.float32, memory_format=torch.channels_last)
+        if self.normalise_input:
+            x = normalise(x)
+        x = self.features(x)                                  # (B, channels, rows, frames)
+        x = x.permute(0, 3, 1, 2).flatten(2)                  # (B, frames, channels * rows)
+        x, _ = self.sequence(F.relu(self.project(x)))
+        return self.heads[0](x)
+
+
+@register("crnn", codec="ctc")
+def crnn_model(spec: ModelSpec) -> SequenceNet:
+    """The sequence reader: a stride-2 stem and conv+BN+pool blocks (16-32-64-128 channels),
+    the last two pooling rows only, so that a frame is 4 pixels of the input's width; the
+    remaining rows of each column feed a 128-unit projection and a bidirectional LSTM of 128
+    per direction. Needs an input at least 16 pixels high and 8 wide."""
+    channels = [16, 32, 64, 128]
+    pools = [(2, 2), (2, 1), (2, 1)]
+    rows, frames = (spec.height + 1) // 2, (spec.width + 1) // 2       # after the stem
+    for ph, pw in pools:
+        rows, frames = rows // ph, frames // pw
+    if rows < 1 or frames < 2:
+        raise ValueError(f"model 'crnn' needs an input of at least 16x8 pixels (height x "
+                         f"width), got {spec.height}x{spec.width}")
+    layers: list[nn.Module] = [nn.Conv2d(spec.channels, channels[0], 3, stride=2, padding=1,
+                                         bias=False),
+                               nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True)]
+    for c_in, c_out, pool in zip(channels, channels[1:], pools):
+        layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                   nn.MaxPool2d(pool), nn.ReLU(inplace=True)]
+    return SequenceNet(spec, nn.Sequential(*layers), channels[-1] * rows, hidden=128)

@@ -1,10 +1,18 @@
-"""The training procedure (the seed's by default, plus batch augmentation unless it is turned
-off): seeded split, Adam, summed cross-entropy, evaluation after every epoch, the best epoch kept.
+"""The training procedure: seeded split, the codec's loss, evaluation after every epoch, the
+best epoch kept, and everything needed to go on after a kill saved at the end of each epoch.
 
     train_items, val_items = split_items(labelled_items, val_fraction=0.1, seed=0)
     result = fit(model, train_loader, val_loader, codec, device, epochs=30, lr=1e-3,
                  on_epoch=print_row)
     model.load_state_dict(result.best_state)
+    result = fit(..., schedule="warmup-cosine", optimizer="adamw", weight_decay=0.01,
+                 clip=5.0, save_state=write_aside)     # the job's default recipe
+    result = fit(..., resume_from=read_back())          # continues where a killed run stopped
+
+The seed's procedure is Adam at a constant rate; "cosine" decays the rate once per epoch;
+"warmup-cosine" raises it linearly over the first 5 % of the steps, then lets it fall along a
+cosine to zero, once per step (the one-cycle shape of Smith & Topin, 2019), which needs no
+tuning from a thousand images to a hundred thousand.
 """
 from __future__ import annotations
 
@@ -77,31 +85,94 @@ def _better(new: Metrics, old: EpochResult | None) -> bool:
     return new.loss < old.val_loss
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int):
-    """Per-epoch learning-rate schedule: None keeps the rate constant (the seed's)."""
+SCHEDULES = ("constant", "cosine", "warmup-cosine")
+OPTIMIZERS = ("adam", "adamw")
+WARMUP = 0.05   # share of the steps over which "warmup-cosine" raises the rate
+
+
+def _optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float):
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if name == "adamw":   # decoupled weight decay (Loshchilov & Hutter, 2019)
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; available: {', '.join(OPTIMIZERS)}")
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int, steps_per_epoch: int):
+    """The learning-rate schedule and whether it steps once per batch (else once per epoch);
+    None keeps the rate constant (the seed's)."""
     if name == "constant":
-        return None
+        return None, False
     if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    raise ValueError(f"unknown learning-rate schedule {name!r}; available: constant, cosine")
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs), False
+    if name == "warmup-cosine":
+        total = max(1, epochs * steps_per_epoch)
+        warmup = max(1, round(WARMUP * total))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
+    raise ValueError(f"unknown learning-rate schedule {name!r}; available: {', '.join(SCHEDULES)}")
+
+
+@dataclass
+class TrainingState:
+    """Where a training stands after an epoch: enough to go on from there as if it had never
+    stopped (the weights, optimiser and schedule, the best epoch so far, and the random
+    generators that shuffle the batches and draw the augmentation)."""
+    epoch: int
+    model: dict
+    optimizer: dict
+    scheduler: dict | None
+    best_epoch: int
+    best_state: dict | None
+    history: list[dict]
+    torch_rng: torch.Tensor
+    loader_rng: torch.Tensor | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.device,
         epochs: int, lr: float, lr_schedule: str = "constant",
         on_epoch: Callable[[EpochResult, bool], None] | None = None,
         progress: Callable = no_progress,
-        augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> FitResult:
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    scheduler = _scheduler(optimizer, lr_schedule, epochs)
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        optimizer: str = "adam", weight_decay: float = 0.0, clip: float | None = None,
+        save_state: Callable[[TrainingState], None] | None = None,
+        resume_from: TrainingState | None = None) -> FitResult:
+    """Train for `epochs`, validating after each; `save_state` gets the state after every epoch
+    (after on_epoch), and `resume_from` such a state continues the run after its epoch."""
+    opt = _optimizer(model, optimizer, lr, weight_decay)
+    scheduler, per_step = _scheduler(opt, lr_schedule, epochs, len(train_loader))
     result = FitResult()
     best: EpochResult | None = None
-    for epoch in range(1, epochs + 1):
+    generator = getattr(train_loader, "generator", None)
+    first = 1
+    if resume_from is not None:
+        model.load_state_dict(resume_from.model)
+        opt.load_state_dict(resume_from.optimizer)
+        if scheduler is not None and resume_from.scheduler is not None:
+            scheduler.load_state_dict(resume_from.scheduler)
+        result.history = [EpochResult(**h) for h in resume_from.history]
+        result.best_epoch, result.best_state = resume_from.best_epoch, resume_from.best_state
+        best = result.history[result.best_epoch - 1] if result.best_epoch else None
+        torch.set_rng_state(resume_from.torch_rng)
+        if generator is not None and resume_from.loader_rng is not None:
+            generator.set_state(resume_from.loader_rng)
+        first = resume_from.epoch + 1
+    for epoch in range(first, epochs + 1):
         start = time.monotonic()
-        train_loss = train_one_epoch(model, train_loader, codec, optimizer, device, progress,
-                                     desc=f"epoch {epoch}/{epochs}", augment=augment)
+        train_loss = train_one_epoch(model, train_loader, codec, opt, device, progress,
+                                     desc=f"epoch {epoch}/{epochs}", augment=augment, clip=clip,
+                                     scheduler=scheduler if per_step else None)
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"training loss is {train_loss} at epoch {epoch}")
-        if scheduler is not None:
+        if scheduler is not None and not per_step:
             scheduler.step()
         metrics = evaluate(model, val_loader, codec, device, progress=progress,
                            desc=f"validate {epoch}/{epochs}")
@@ -116,4 +187,10 @@ def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.d
         result.history.append(row)
         if on_epoch is not None:
             on_epoch(row, improved)  # the model holds this epoch's weights during the call
+        if save_state is not None:
+            save_state(TrainingState(
+                epoch, copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()),
+                scheduler.state_dict() if scheduler is not None else None, result.best_epoch,
+                result.best_state, [asdict(h) for h in result.history], torch.get_rng_state(),
+                generator.get_state() if generator is not None else None))
     return result

@@ -23,7 +23,7 @@ from pathlib import Path
 from core.batch import (HISTORY, InputError, Interrupted, ResumeError, Thresholds, append_history,
                         last_completed_run, new_run_id, point_latest, quality_alerts, read_state,
                         run_batch)
-from core.checkpoint import CheckpointError, load_checkpoint
+from core.checkpoint import CheckpointError, load_checkpoint, with_model_settings
 from core.files import read_number, read_rows
 from core.lock import Locked, exclusive_lock
 from core.progress import no_progress, progress
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         ckpt = load_checkpoint(args.model, labels=cfg.labels, image=cfg.image, device=device)
     except (ValueError, CheckpointError) as exc:
         fail(str(exc))
+    cfg = with_model_settings(cfg, ckpt)   # the checkpoint says what it reads
     freeze_loaded_objects()
     limits = Thresholds(args.min_accuracy, args.max_drop, args.max_error_rate)
     try:

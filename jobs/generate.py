@@ -29,11 +29,12 @@ def main(argv: list[str] | None = None) -> None:
         fail(f"--count must be at least 1, got {args.count}")
     cfg = job_config(args, {"generate.workers": args.workers})
     start = time.monotonic()
-    written = generate_folder(args.output, args.count, args.seed, cfg.labels, cfg.image,
-                              cfg.generate.workers)
+    gen = cfg.generate
+    written = generate_folder(args.output, args.count, args.seed, gen.labels, gen.image,
+                              gen.workers)
     seconds = time.monotonic() - start
     if args.preview:
-        shown = [generate_one(i, args.seed, cfg.labels, cfg.image) for i in range(min(24, args.count))]
+        shown = [generate_one(i, args.seed, gen.labels, gen.image) for i in range(min(24, args.count))]
         write_png(args.preview, preview_grid([s[1] for s in shown], [s[0] for s in shown]))
     print(f"wrote {written} captchas to {args.output} in {seconds:.1f} s "
           f"({written / seconds:.0f} images/s)")

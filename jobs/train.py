@@ -13,6 +13,7 @@ import argparse
 import collections
 import dataclasses
 import datetime
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -21,16 +22,18 @@ import torch
 
 from core.augment import build_augment
 from core.calibration import calibrate
-from core.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from core.config import Config, dump_config
-from core.data import CaptchaDataset, Item, make_loader, scan_folder
+from core.checkpoint import (Checkpoint, CheckpointError, load_checkpoint, save_checkpoint,
+                             with_model_settings)
+from core.config import LR_SCHEDULES, OPTIMIZERS, Config, RuntimeConfig, dump_config
+from core.data import CaptchaDataset, Item, list_files, make_loader, scan_folder
+from core.discover import DiscoveryError, discover_image, discover_labels, image_names
 from core.engine import Metrics, evaluate
 from core.files import atomic_write, write_csv
 from core.labels import build_codec
-from core.models import ModelSpec, available_models, build_model, count_parameters
+from core.models import ModelSpec, available_models, build_model, codec_kind, count_parameters
 from core.progress import progress
 from core.review import CorrectionsError, apply_corrections, read_corrections
-from core.training import EPOCH_COLUMNS, EpochResult, fit, split_items
+from core.training import EPOCH_COLUMNS, EpochResult, TrainingState, fit, split_items
 from jobs.common import (add_config_arg, add_runtime_args, fail, job_config, job_device,
                          setup_logging)
 
@@ -43,12 +46,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", required=True, help="checkpoint to write, e.g. models/mine.pt")
     p.add_argument("--arch", default=None, choices=available_models(),
                    help="network (default: model.arch)")
-    p.add_argument("--epochs", type=int, default=None, help="default: train.epochs")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="passes over the training split (default: train.epochs, auto: from the "
+                        "number of images)")
     p.add_argument("--seed", type=int, default=None, help="split/init/shuffle seed (default: train.seed)")
     p.add_argument("--batch-size", type=int, default=None, help="default: train.batch_size")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: train.lr)")
-    p.add_argument("--lr-schedule", default=None, choices=("constant", "cosine"),
-                   help="per-epoch learning-rate schedule (default: train.lr_schedule, constant)")
+    p.add_argument("--lr-schedule", default=None, choices=LR_SCHEDULES,
+                   help="learning-rate schedule (default: train.lr_schedule, warmup-cosine)")
+    p.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
+                   help="default: train.optimizer, adamw (the seed: adam)")
+    p.add_argument("--weight-decay", type=float, default=None, metavar="W",
+                   help="default: train.weight_decay, 0.01 (the seed: 0)")
+    p.add_argument("--clip", type=float, default=None, metavar="NORM",
+                   help="largest gradient norm, 0 for none (default: train.clip, 5)")
     p.add_argument("--augment", default=None, action=argparse.BooleanOptionalAction,
                    help="randomly shift, turn, scale and recolour each training batch "
                         "(default: augment.enabled; the seed did not)")
@@ -63,6 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="CSV with path and corrected columns (a run's review.csv or "
                         "suspect_labels.csv after review): those files are trained on with the "
                         "corrected labels, always in the training split")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the training that was writing --output where it stopped (its "
+                        "state is kept in OUTPUT.state.pt after every epoch until it finishes)")
     add_config_arg(p)
     add_runtime_args(p)
     return p.parse_args(argv)
@@ -80,8 +94,6 @@ def test_row(m: Metrics) -> str:
 
 
 def labelled_items(folder: str, cfg: Config, corrections: dict[str, str]) -> list[Item]:
-    if not Path(folder).is_dir():
-        fail(f"input folder {folder} does not exist or is not a folder")
     items = scan_folder(folder, cfg.labels)
     if corrections:
         try:
@@ -97,6 +109,21 @@ def labelled_items(folder: str, cfg: Config, corrections: dict[str, str]) -> lis
     if len(labelled) < 2:
         fail(f"{folder} has {len(labelled)} labelled images; training needs at least 2")
     return labelled
+
+
+def folder_settings(cfg: Config, folder: str) -> Config:
+    """`cfg` with what it leaves auto (alphabet, lengths, separator, case, input size) found in
+    `folder`, each finding printed; exit 2 where the folder does not say enough."""
+    paths = list_files(folder)
+    sequence = codec_kind(cfg.model.arch) == "ctc"
+    try:
+        labels, notes = discover_labels(image_names(paths), cfg.labels)
+        image, more = discover_image(folder, paths, cfg.image, sequence)
+    except (DiscoveryError, ValueError) as exc:
+        fail(f"{folder}: {exc}")
+    for line in notes + more:
+        print(f"found in {folder}: {line}")
+    return dataclasses.replace(cfg, labels=labels, image=image)
 
 
 def initial_checkpoint(args: argparse.Namespace, cfg: Config) -> Checkpoint | None:
@@ -120,13 +147,29 @@ def main(argv: list[str] | None = None) -> None:
     cfg = job_config(args, {"model.arch": args.arch, "train.epochs": args.epochs,
                             "train.seed": args.seed, "train.batch_size": args.batch_size,
                             "train.lr": args.lr, "train.lr_schedule": args.lr_schedule,
+                            "train.optimizer": args.optimizer,
+                            "train.weight_decay": args.weight_decay, "train.clip": args.clip,
                             "augment.enabled": args.augment, "augment.share": args.augment_share,
                             "runtime.device": args.device,
                             "runtime.workers": args.workers})
     device = job_device(cfg, share=False)
     if args.test and not Path(args.test).is_dir():  # found out now, not after hours of training
         fail(f"test folder {args.test} does not exist or is not a folder")
-    codec = build_codec(cfg.labels)
+    if not Path(args.input).is_dir():
+        fail(f"input folder {args.input} does not exist or is not a folder")
+    init = initial_checkpoint(args, cfg)
+    if init is not None:   # it reads what it was trained to read
+        cfg = with_model_settings(dataclasses.replace(
+            cfg, model=dataclasses.replace(cfg.model, arch=init.arch)), init)
+    else:
+        cfg = folder_settings(cfg, args.input)
+    torch.manual_seed(cfg.train.seed)   # the weights a fresh model starts from
+    try:
+        codec = build_codec(cfg.labels, codec_kind(cfg.model.arch))
+        model = init.model if init is not None else build_model(
+            cfg.model.arch, ModelSpec.from_config(cfg.image, codec))
+    except ValueError as exc:   # labels or an image size that this architecture cannot read
+        fail(str(exc))
     corrections = {}
     if args.corrections:
         try:
@@ -143,14 +186,9 @@ def main(argv: list[str] | None = None) -> None:
         train_items += [i for i in items if i.path in corrections]
         print(f"{len(corrections)} corrected labels from {args.corrections}, all in the "
               "training split")
-    torch.manual_seed(cfg.train.seed)
-    init = initial_checkpoint(args, cfg)
     if init is not None:
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, arch=init.arch))
-        model = init.model.to(device)
         print(f"starting from {init.path} (sha256 {init.sha256[:12]})")
-    else:
-        model = build_model(cfg.model.arch, ModelSpec.from_config(cfg.image, codec)).to(device)
+    model = model.to(device)
     print(f"training {cfg.model.arch} ({count_parameters(model):,} parameters) on "
           f"{len(train_items)} images, validating on {len(val_items)}, device {device}")
 
@@ -161,11 +199,20 @@ def main(argv: list[str] | None = None) -> None:
 
     output = Path(args.output)
     history_csv = output.with_suffix(".history.csv")
+    epochs = cfg.train.epochs_for(len(train_items))
+    state_path = output.with_suffix(".state.pt")
+    fingerprint = _fingerprint(cfg, train_items, val_items, init)
+    resume_from = _resume_state(state_path, fingerprint) if args.resume else None
     rows: list[list] = []
+    if resume_from is not None:
+        rows = [EpochResult(**h).row() for h in resume_from.history]
+        print(f"resuming after epoch {resume_from.epoch} of {epochs} from {state_path}")
     summary = {"input": str(args.input), "train_images": len(train_items),
                "val_images": len(val_items), "seed": cfg.train.seed,
                "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
-               "lr_schedule": cfg.train.lr_schedule, "device": str(device),
+               "lr_schedule": cfg.train.lr_schedule, "optimizer": cfg.train.optimizer,
+               "weight_decay": cfg.train.weight_decay, "clip": cfg.train.clip,
+               "planned_epochs": epochs, "device": str(device),
                "augment": dataclasses.asdict(cfg.augment) if cfg.augment.enabled else None}
     if init is not None:
         summary["init"] = {"model": init.path, "sha256": init.sha256}
@@ -178,19 +225,30 @@ def main(argv: list[str] | None = None) -> None:
                         temperature=summary.get("calibration", {}).get("temperature", 1.0))
 
     def on_epoch(e: EpochResult, improved: bool) -> None:
-        print(seed_row(e), flush=True)
+        done = len(rows) + 1
+        per_epoch = sum(r[-1] for r in rows + [e.row()]) / done
+        left = f"\tabout {_duration(per_epoch * (epochs - e.epoch))} left" if e.epoch < epochs else ""
+        print(seed_row(e) + left, flush=True)
         rows.append(e.row())
         write_csv(history_csv, EPOCH_COLUMNS, rows)
         if improved:  # a crash later still leaves the best model so far
             summary.update(epochs=e.epoch, best_epoch=e.epoch, best=dataclasses.asdict(e))
             save()
 
+    def save_state(state: TrainingState) -> None:
+        with atomic_write(state_path) as f:
+            torch.save({"fingerprint": fingerprint, **state.as_dict()}, f)
+
+    print(f"{epochs} epochs of {len(train_items)} images"
+          + (" (train.epochs auto)" if cfg.train.epochs == "auto" else ""))
     print("epoch\ttrain loss\tval loss\tchars ok (%)\tcaptchas ok (%)")
     start = time.monotonic()
     val_loader = loader(val_items, args.input, False, cfg.runtime.batch_size)
     result = fit(model, loader(train_items, args.input, True, cfg.train.batch_size), val_loader,
-                 codec, device, cfg.train.epochs, cfg.train.lr, cfg.train.lr_schedule,
-                 on_epoch=on_epoch, progress=progress, augment=build_augment(cfg.augment))
+                 codec, device, epochs, cfg.train.lr, cfg.train.lr_schedule,
+                 on_epoch=on_epoch, progress=progress, augment=build_augment(cfg.augment),
+                 optimizer=cfg.train.optimizer, weight_decay=cfg.train.weight_decay,
+                 clip=cfg.train.clip or None, save_state=save_state, resume_from=resume_from)
     model.load_state_dict(result.best_state)
     summary.update(train_seconds=time.monotonic() - start, **result.summary())
     cal = calibrate(model, val_loader, codec, device, cfg.review.calibration_bins)
@@ -210,6 +268,37 @@ def main(argv: list[str] | None = None) -> None:
         save()
         print("loss\tchars ok (%)\tcaptchas ok (%)")
         print(test_row(metrics))
+    state_path.unlink(missing_ok=True)   # finished: nothing left to resume
+
+
+def _fingerprint(cfg: Config, train_items: list[Item], val_items: list[Item],
+                 init: Checkpoint | None) -> str:
+    """What a resumed training must find unchanged: the settings (where it runs aside), the
+    split and its labels, the model it started from."""
+    parts = [dump_config(dataclasses.replace(cfg, runtime=RuntimeConfig())),
+             "\n".join(f"{i.path}\t{i.label}" for i in train_items),
+             "\n".join(i.path for i in val_items), init.sha256 if init is not None else ""]
+    return hashlib.sha256("\n--\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def _resume_state(path: Path, fingerprint: str) -> TrainingState | None:
+    """The saved state to go on from; None (and a note) where there is none; exit 2 where the
+    settings, images or starting model have changed since."""
+    if not path.exists():
+        print(f"nothing to resume at {path}: starting from the beginning")
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged or foreign file; torch raises many types
+        fail(f"{path} is not a readable training state ({type(exc).__name__})")
+    if saved.pop("fingerprint", None) != fingerprint:
+        fail(f"cannot resume from {path}: the settings, the labelled images or the starting "
+             "model changed since it was written; train without --resume to start over")
+    return TrainingState(**saved)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 if __name__ == "__main__":

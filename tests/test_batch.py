@@ -133,23 +133,27 @@ def test_history_gains_a_row_per_run_and_latest_follows(first_run, input_dir, mo
 @pytest.mark.parametrize("case", ["missing", "empty", "mismatched", "unreadable", "rerun"])
 def test_unusable_inputs_exit_2_with_one_line(tmp_path, first_run, input_dir, model, cfg, case):
     root, _ = first_run
-    folder, model_path, run_id = input_dir[0], model, "fresh"
+    folder, model_path, run_id, config = input_dir[0], model, "fresh", []
     if case == "missing":
         folder = tmp_path / "nope"
     elif case == "empty":
         folder = tmp_path / "empty"
         folder.mkdir()
     elif case == "mismatched":
-        labels = LabelConfig(alphabet="0123456789", length=4)
+        labels = LabelConfig(alphabet="0123456789", length=4, case="upper", separator="_")
         net = build_model("seed-gap", ModelSpec.from_config(cfg.image, build_codec(labels)))
         model_path = tmp_path / "digits.pt"
         save_checkpoint(model_path, net, "seed-gap", labels, cfg.image, {})
+        # a config that pins what the night's models must read turns this one away
+        config = ["--config", tmp_path / "pinned.yaml"]
+        (tmp_path / "pinned.yaml").write_text(f"labels:\n  alphabet: {cfg.labels.alphabet}\n")
     elif case == "unreadable":
         model_path = tmp_path / "broken.pt"
         model_path.write_bytes(b"\x00" * 10)
     elif case == "rerun":
         run_id = "night1"
-    proc = run_batch("--input", folder, "--output", root, "--model", model_path, "--run-id", run_id)
+    proc = run_batch("--input", folder, "--output", root, "--model", model_path, "--run-id", run_id,
+                     *config)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
     assert not (root / "fresh").exists()

@@ -1,22 +1,24 @@
 import pytest
 import torch
 
-from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from core.config import ImageConfig, LabelConfig
+from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, with_model_settings
+from core.config import AUTO, ImageConfig, LabelConfig, load_config
 from core.labels import build_codec
-from core.models import ModelSpec, build_model
+from core.models import ModelSpec, build_model, codec_kind
+
+SEED = load_config(None).generate   # the seed's alphabet, length and size
 
 
-def saved(tmp_path, labels=LabelConfig(), image=ImageConfig(), arch="seed-gap"):
+def saved(tmp_path, labels=SEED.labels, image=SEED.image, arch="seed-gap"):
     torch.manual_seed(0)
-    model = build_model(arch, ModelSpec.from_config(image, build_codec(labels)))
+    model = build_model(arch, ModelSpec.from_config(image, build_codec(labels, codec_kind(arch))))
     path = tmp_path / "m.pt"
     save_checkpoint(path, model, arch, labels, image, {"best_epoch": 3, "note": "x"})
     return path, model
 
 
 def test_checkpoint_round_trip_needs_no_flags(tmp_path):
-    labels, image = LabelConfig(alphabet="0123456789", length=5), ImageConfig(48, 128)
+    labels, image = LabelConfig("0123456789", 5, "none", "_"), ImageConfig(48, 128)
     path, model = saved(tmp_path, labels, image, arch="seed")
     ckpt = load_checkpoint(path)
     assert (ckpt.arch, ckpt.labels, ckpt.image) == ("seed", labels, image)
@@ -30,12 +32,26 @@ def test_checkpoint_round_trip_needs_no_flags(tmp_path):
 @pytest.mark.parametrize("labels, image, what", [
     (LabelConfig(alphabet="ABC"), ImageConfig(), "alphabet"),
     (LabelConfig(length=5), ImageConfig(), "length 4"),
-    (LabelConfig(), ImageConfig(height=64), "image size 46x284"),
+    (LabelConfig(), ImageConfig(height=64), "image height 46"),
 ])
 def test_checkpoint_that_disagrees_with_the_config_is_refused(tmp_path, labels, image, what):
     path, _ = saved(tmp_path)
     with pytest.raises(CheckpointError, match=f"does not fit the config.*{what}"):
         load_checkpoint(path, labels=labels, image=image)
+
+
+def test_a_config_left_auto_takes_what_the_model_reads(tmp_path):
+    labels = LabelConfig(alphabet="0123456789ab", length="4-7", case="lower", separator="-")
+    path, _ = saved(tmp_path, labels, ImageConfig(32, 100), arch="crnn")
+    ckpt = load_checkpoint(path, labels=LabelConfig(), image=ImageConfig())   # all auto
+    assert ckpt.codec.kind == "ctc" and ckpt.labels == labels
+    cfg = with_model_settings(load_config(None), ckpt)
+    assert cfg.labels == labels and (cfg.image.height, cfg.image.width) == (32, 100)
+    # a nightly folder named otherwise can pin its own separator and case
+    named = load_config(None, {"labels.separator": "_", "labels.case": "none"})
+    assert with_model_settings(named, ckpt).labels == LabelConfig("0123456789ab", "4-7", "none",
+                                                                  "_")
+    assert AUTO == load_config(None).labels.alphabet
 
 
 def test_garbage_file_is_refused(tmp_path):

@@ -40,8 +40,25 @@ def test_wrong_type_is_refused_naming_key(tmp_path):
 
 
 def test_bool_is_not_accepted_as_a_number(tmp_path):
-    with pytest.raises(ConfigError, match="'labels.length' must be int, got bool"):
+    with pytest.raises(ConfigError, match="'train.epochs' must be int, got bool"):
+        load_config(write(tmp_path, "train:\n  epochs: true\n"))
+    with pytest.raises(ConfigError, match="'labels.length' must be a number, a range"):
         load_config(write(tmp_path, "labels:\n  length: true\n"))
+
+
+@pytest.mark.parametrize("written, length, bounds", [
+    ("4", 4, (4, 4)), ("'4-8'", "4-8", (4, 8)), ("' 5 - 6 '", "5-6", (5, 6)), ("'6-6'", 6, (6, 6))])
+def test_label_length_is_a_number_or_a_range(tmp_path, written, length, bounds):
+    labels = load_config(write(tmp_path, f"labels:\n  length: {written}\n")).labels
+    assert labels.length == length and (labels.min_length, labels.max_length) == bounds
+    assert labels.fixed_length == (bounds[0] == bounds[1])
+
+
+@pytest.mark.parametrize("written, why", [("'8-4'", "ends before it starts"),
+                                          ("'0-3'", "at least 1"), ("four", "a number, a range")])
+def test_bad_label_lengths_are_refused(tmp_path, written, why):
+    with pytest.raises(ConfigError, match=why):
+        load_config(write(tmp_path, f"labels:\n  length: {written}\n"))
 
 
 def test_int_is_accepted_for_a_float(tmp_path):
@@ -62,8 +79,10 @@ def test_override_with_wrong_type_names_the_command_line():
 def test_bad_values_are_refused():
     with pytest.raises(ConfigError, match="labels.alphabet"):
         load_config(None, {"labels.alphabet": "AAB"})
-    with pytest.raises(ConfigError, match="labels.case"):
-        load_config(None, {"labels.alphabet": "abc"})  # upper folding can never give 'a'
+    with pytest.raises(ConfigError, match="labels.case"):   # upper folding can never give 'a'
+        load_config(None, {"labels.alphabet": "abc", "labels.case": "upper"})
+    with pytest.raises(ConfigError, match="generate.length"):
+        load_config(None, {"generate.length": 0})
     with pytest.raises(ConfigError, match="runtime.device"):
         load_config(None, {"runtime.device": "gpu"})
     for size in (0, -2):
@@ -78,6 +97,28 @@ def test_augmentation_limits_are_checked(key, value):
     with pytest.raises(ConfigError, match=rf"'{key}' must be"):
         load_config(None, {key: value})
     assert load_config(None, {"augment.enabled": False}).augment.enabled is False
+
+
+def test_what_a_model_reads_is_auto_unless_pinned(tmp_path):
+    cfg = load_config(None)
+    assert not cfg.labels.resolved and not cfg.image.resolved and cfg.train.epochs == "auto"
+    pinned = load_config(write(tmp_path, "labels:\n  alphabet: 0123456789\n  length: 5\n"
+                                         "image:\n  height: 32\n"))
+    assert (pinned.labels.alphabet, pinned.labels.length, pinned.labels.case) == (
+        "0123456789", 5, "auto")
+    assert (pinned.image.height, pinned.image.width) == (32, "auto")
+    # the generator keeps the seed's settings as its own
+    assert (cfg.generate.labels.alphabet, cfg.generate.labels.length) == (
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 4)
+    assert (cfg.generate.image.height, cfg.generate.image.width) == (46, 284)
+
+
+@pytest.mark.parametrize("images, epochs", [(100, 1500), (1000, 150), (12_300, 30),
+                                            (100_000, 15), (10_000_000, 1)])
+def test_auto_epochs_scale_with_the_number_of_images(images, epochs):
+    train = load_config(None).train
+    assert train.epochs_for(images) == epochs
+    assert load_config(None, {"train.epochs": 7}).train.epochs_for(images) == 7
 
 
 def test_batch_size_minus_one_picks_per_device_and_a_number_wins():

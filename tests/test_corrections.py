@@ -12,7 +12,6 @@ from core.checkpoint import load_checkpoint
 from core.data import CaptchaDataset, make_loader, scan_folder
 from core.engine import evaluate
 from core.generator import generate_folder
-from core.labels import build_codec
 from core.review import CorrectionsError, read_corrections
 from tests.conftest import ROOT, read_csv, run_batch
 
@@ -21,7 +20,7 @@ BUNDLED = ROOT / "models" / "default.pt"
 
 def predictions(model_path, folder, cfg) -> dict[str, str]:
     ckpt = load_checkpoint(model_path, labels=cfg.labels, image=cfg.image)
-    codec = build_codec(ckpt.labels)
+    codec = ckpt.codec
     items = scan_folder(folder, ckpt.labels)
     out = {}
 

@@ -138,7 +138,7 @@ _DRAW = ("import hashlib, sys\n"
          "cfg = load_config()\n"
          "digest = hashlib.sha256()\n"
          "for index in range(int(sys.argv[1])):\n"
-         "    text, pixels = generate_one(index, 23, cfg.labels, cfg.image)\n"
+         "    text, pixels = generate_one(index, 23, cfg.generate.labels, cfg.generate.image)\n"
          "    digest.update(text.encode() + pixels.tobytes())\n"
          "print(digest.hexdigest())\n")
 

@@ -1,16 +1,17 @@
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from core.config import LabelConfig
-from core.labels import IGNORE, LabelError, build_codec, parse_label
+from core.config import LabelConfig, load_config
+from core.labels import IGNORE, LabelError, build_codec, is_labelled, parse_label
 
 
 @pytest.fixture
 def labels():
-    return LabelConfig()
+    return load_config(None).generate.labels   # the seed's: A-Z0-9, 4 characters
 
 
 def test_codec_round_trip(labels):
@@ -81,8 +82,8 @@ def test_parse_label_leaves_bad_names_unlabelled(labels, name, why):
     assert parse_label(name, labels) == (None, why)
 
 
-def test_parse_label_without_case_folding_keeps_lower_case_invalid():
-    cfg = LabelConfig(case="none")
+def test_parse_label_without_case_folding_keeps_lower_case_invalid(labels):
+    cfg = dataclasses.replace(labels, case="none")
     assert parse_label("abcd.png", cfg) == (None, "character outside the alphabet")
     assert parse_label("ABCD.png", cfg) == ("ABCD", "")
 
@@ -91,3 +92,84 @@ def test_parse_label_with_another_alphabet_and_length():
     cfg = LabelConfig(alphabet="0123456789", length=6, case="none", separator="-")
     assert parse_label("123456-x.png", cfg) == ("123456", "")
     assert parse_label("12345A.png", cfg) == (None, "character outside the alphabet")
+
+
+# --- the sequence codec (CTC) ------------------------------------------------------------------
+
+@pytest.fixture
+def ctc():
+    return build_codec(LabelConfig(alphabet="ABC", length="1-4", case="none"), "ctc")
+
+
+def frames(classes, sure=12.0, width=4):
+    """Logits (1, frames, width) that pick `classes`, one per frame (0: the blank)."""
+    logits = torch.full((1, len(classes), width), -sure)
+    logits[0, torch.arange(len(classes)), torch.as_tensor(classes)] = sure
+    return logits
+
+
+@pytest.mark.parametrize("classes, text", [
+    ([1, 1, 0, 1, 2, 2, 0], "AAB"),     # a doubled letter needs a blank between its runs
+    ([0, 3, 3, 3, 0, 0], "C"),          # repeats merge
+    ([0, 0, 0, 0], ""),                 # all blank: nothing read
+    ([2, 1, 2, 1], "BABA")])
+def test_ctc_decoding_merges_repeats_and_drops_blanks(ctc, classes, text):
+    decoded = ctc.decode(frames(classes))
+    assert decoded.texts == [text]
+    assert 0.99 < float(decoded.confidence[0]) <= 1.0
+    probs = decoded.position_probs[0]
+    assert probs.shape == (4,) and int((~probs.isnan()).sum()) == len(text)
+
+
+def test_ctc_round_trip_of_labels_of_every_length(ctc):
+    for text in ("A", "AB", "CBA", "AACB"):
+        targets = ctc.encode(text)
+        assert targets.shape == (4,) and ctc.label_of(targets.tolist()) == text
+    assert ctc.encode(None).tolist() == [IGNORE] * 4 and ctc.label_of([IGNORE] * 4) is None
+    with pytest.raises(LabelError, match="wrong length"):
+        ctc.encode("ABCAB")
+    with pytest.raises(LabelError, match="outside the alphabet"):
+        ctc.encode("AD")
+
+
+def test_ctc_confidence_is_the_probability_of_the_text_over_all_alignments(ctc):
+    # Three frames, random logits: the probability of reading "A" is the sum over every frame
+    # path that collapses to "A" (A--, -A-, --A, AA-, -AA, AAA), which the codec must give.
+    torch.manual_seed(0)
+    logits = torch.randn(1, 3, 4)
+    probs = logits.softmax(-1)[0]
+    paths = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (0, 1, 1), (1, 1, 1)]
+    by_hand = sum(float(probs[0, a] * probs[1, b] * probs[2, c]) for a, b, c in paths)
+    label = torch.as_tensor(ctc.encode("A")).unsqueeze(0)
+    decoded = ctc.decode(logits, label)
+    assert math.isclose(float(decoded.label_probability[0]), by_hand, rel_tol=1e-5)
+    assert math.isclose(ctc.loss(logits, label).item(), -math.log(by_hand), rel_tol=1e-5)
+    if decoded.texts == ["A"]:
+        assert math.isclose(float(decoded.confidence[0]), by_hand, rel_tol=1e-5)
+
+
+def test_ctc_label_probability_flags_a_wrong_name_and_skips_unlabelled(ctc):
+    logits = torch.cat([frames([1, 0, 2, 0]), frames([1, 0, 2, 0])])
+    targets = torch.as_tensor(np.stack([ctc.encode("CC"), ctc.encode(None)]))
+    decoded = ctc.decode(logits, targets)
+    assert decoded.texts == ["AB", "AB"]
+    assert float(decoded.label_probability[0]) < 1e-6 and math.isnan(decoded.label_probability[1])
+
+
+def test_ctc_loss_ignores_unlabelled_rows_and_averages_over_the_labelled(ctc):
+    torch.manual_seed(1)
+    logits = torch.randn(3, 6, 4)
+    targets = torch.as_tensor(np.stack([ctc.encode("AB"), ctc.encode(None), ctc.encode("CAB")]))
+    both = ctc.loss(logits, targets)
+    alone = [ctc.loss(logits[i:i + 1], targets[i:i + 1]) for i in (0, 2)]
+    assert torch.allclose(both, (alone[0] + alone[1]) / 2)
+    assert ctc.loss(logits[1:2], targets[1:2]).item() == 0.0
+    assert is_labelled(targets).tolist() == [True, False, True]
+
+
+def test_file_names_with_labels_of_any_length_in_the_range():
+    labels = LabelConfig(alphabet="ABCDEFGH0123", length="4-6", case="upper", separator="-")
+    assert parse_label("ABCD-0.png", labels) == ("ABCD", "")
+    assert parse_label("abcdef0-12.png", labels) == (None, "wrong length")
+    assert parse_label("ABC0E1-7.png", labels) == ("ABC0E1", "")
+    assert parse_label("AB.png", labels) == (None, "wrong length")

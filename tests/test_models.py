@@ -1,13 +1,16 @@
 import pytest
 import torch
 
-from core.config import ImageConfig, LabelConfig
+from core.config import ImageConfig, LabelConfig, load_config
 from core.labels import build_codec
 from core.models import (MaxPool2x2, ModelSpec, RawInputConv, available_models, build_model,
-                         count_parameters, for_inference, normalise)
+                         codec_kind, count_parameters, for_inference, normalise)
 
 
-def spec_for(labels=LabelConfig(), image=ImageConfig()):
+SEED = load_config(None).generate   # the seed's alphabet, length and size
+
+
+def spec_for(labels=SEED.labels, image=SEED.image):
     return ModelSpec.from_config(image, build_codec(labels))
 
 
@@ -40,9 +43,53 @@ def test_too_small_input_is_refused_clearly(arch, smallest):
 
 
 def test_unknown_architecture_lists_the_available_ones():
-    with pytest.raises(ValueError, match="available: seed, seed-gap, seed-pos, wide-pos"):
+    with pytest.raises(ValueError, match="available: crnn, seed, seed-gap, seed-pos, wide-pos"):
         build_model("resnet", spec_for())
-    assert {"seed", "seed-gap", "seed-pos", "wide-pos"} <= set(available_models())
+    assert {"crnn", "seed", "seed-gap", "seed-pos", "wide-pos"} <= set(available_models())
+    with pytest.raises(ValueError, match="unknown model architecture 'resnet'"):
+        codec_kind("resnet")
+
+
+def ctc_spec(height, width, labels=LabelConfig(SEED.alphabet, "4-8", "upper", "_")):
+    return ModelSpec.from_config(ImageConfig(height=height, width=width),
+                                 build_codec(labels, codec_kind("crnn")))
+
+
+@pytest.mark.parametrize("height, width", [(32, 128), (24, 72), (30, 70), (46, 284), (80, 200),
+                                           (17, 9)])
+def test_sequence_model_gives_a_frame_per_four_columns_at_any_size(height, width):
+    model = build_model("crnn", ctc_spec(height, width)).eval()
+    with torch.no_grad():
+        out = model(torch.randint(0, 256, (2, 3, height, width), dtype=torch.uint8))
+    frames = (width + 1) // 2 // 2   # the stem halves the width, the first pooling again
+    assert out.shape == (2, frames, 37)   # 36 characters and the blank
+    assert codec_kind("crnn") == "ctc" and codec_kind("wide-pos") == "fixed-length"
+
+
+def test_sequence_model_refuses_an_input_too_small_to_read():
+    with pytest.raises(ValueError, match="'crnn' needs an input of at least 16x8"):
+        build_model("crnn", ctc_spec(14, 100))
+    with pytest.raises(ValueError, match="'crnn' needs an input of at least 16x8"):
+        build_model("crnn", ctc_spec(32, 6))
+
+
+def test_per_position_models_refuse_labels_of_varying_length():
+    with pytest.raises(ValueError, match="range .*train a sequence model"):
+        build_codec(LabelConfig(SEED.alphabet, "4-8", "upper", "_"))
+
+
+def test_sequence_model_for_inference_gives_the_same_frames_scaled_by_the_temperature():
+    torch.manual_seed(0)
+    model = build_model("crnn", ctc_spec(32, 96))
+    for module in model.modules():   # trained-looking batch statistics
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    model.eval()
+    x = torch.randint(0, 256, (3, 3, 32, 96), dtype=torch.uint8)
+    fast = for_inference(model, temperature=1.7)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x) / 1.7, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("arch, channels", [("seed-pos", 128), ("wide-pos", 192)])

@@ -3,14 +3,16 @@ import csv
 import dataclasses
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
 from core.checkpoint import load_checkpoint
+from core.config import ImageConfig, LabelConfig
 from core.data import CaptchaDataset, make_loader, scan_folder
-from core.labels import build_codec
-from tests.conftest import ROOT
+from core.generator import generate_folder
+from tests.conftest import ROOT, read_csv
 
 
 def run(*args, ok=True):
@@ -59,7 +61,7 @@ def test_checkpoint_loads_without_flags_and_predicts(trained, cfg):
     assert ckpt.summary["augment"] == dataclasses.asdict(dataclasses.replace(cfg.augment,
                                                                              share=0.5))
     assert model.with_suffix(".config.yaml").exists()
-    codec = build_codec(ckpt.labels)
+    codec = ckpt.codec
     items = scan_folder(tmp / "test", ckpt.labels)
     batch = next(iter(make_loader(CaptchaDataset(tmp / "test", items, codec, ckpt.image), 8, 0,
                                   torch.device("cpu"))))
@@ -120,3 +122,97 @@ def test_init_refuses_another_arch_and_a_broken_model(trained, tmp_path):
                "--init", str(tmp_path / "bad.pt"), ok=False)
     assert proc.returncode == 2 and "not a readable checkpoint" in proc.stderr
     assert not (tmp_path / "m.pt").exists()
+
+
+# --- any length, any size, no configuration ----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def short_labels(tmp_path_factory):
+    """Small captchas (72x24) with labels of 3 to 5 characters, and a few of other sizes."""
+    folder = tmp_path_factory.mktemp("short")
+    labels = LabelConfig("ABCDEF123", "3-5", "upper", "_")
+    generate_folder(folder, 160, seed=8, labels=labels, image=ImageConfig(24, 72), workers=1)
+    for k, (height, width) in enumerate([(30, 70), (36, 90)]):
+        generate_folder(folder / f"odd{k}", 4, seed=9 + k, labels=labels,
+                        image=ImageConfig(height, width), workers=1)
+    return folder
+
+
+def test_zero_config_training_reads_labels_of_any_length_end_to_end(short_labels, tmp_path):
+    model = tmp_path / "mine.pt"
+    proc = run("jobs.train", "--input", str(short_labels), "--output", str(model),
+               "--epochs", "4", "--workers", "0")
+    found = [line for line in proc.stdout.splitlines() if line.startswith("found in")]
+    text = "\n".join(found)
+    assert "separator: '_'" in text and "length: 3-5" in text
+    assert "alphabet: 9 characters '123ABCDEF'" in text and "reads them at 72x24" in text
+    with open(model.with_suffix(".history.csv")) as f:
+        losses = [float(r["train_loss"]) for r in csv.DictReader(f)]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    ckpt = load_checkpoint(model)
+    assert ckpt.arch == "crnn" and ckpt.codec.kind == "ctc" and ckpt.labels.length == "3-5"
+    assert (ckpt.image.height, ckpt.image.width) == (24, 72)
+    # the checkpoint says what it reads: no config, no flags
+    runs = tmp_path / "runs"
+    batch = subprocess.run([sys.executable, str(ROOT / "run_batch.py"), "--input",
+                            str(short_labels), "--model", str(model), "--output", str(runs),
+                            "--run-id", "n1", "--quiet"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
+    assert batch.returncode == 0, batch.stderr
+    summary = read_csv(runs / "n1" / "summary.csv")[0]
+    assert summary["images"] == "168" and summary["resized"] == "8" and summary["errors"] == "0"
+    assert summary["labelled"] == "168" and "char_error_rate" in summary
+    assert not any(k.startswith("position") for k in summary)   # lengths vary
+    rows = read_csv(runs / "n1" / "predictions.csv")
+    assert {len(r["label"]) for r in rows} == {3, 4, 5}
+
+
+@pytest.mark.parametrize("flags, config, why", [
+    (["--arch", "seed"], "", "labels.length is a range (3-5)"),
+    ([], "image:\n  height: 12\n", "needs an input of at least 16x8"),
+    (["--arch", "seed-gap"], "labels:\n  length: 4\n", "needs a larger input than 24x72")])
+def test_settings_that_cannot_work_exit_2_saying_what_to_change(short_labels, tmp_path, flags,
+                                                                config, why):
+    extra = []
+    if config:
+        (tmp_path / "c.yaml").write_text(config)
+        extra = ["--config", str(tmp_path / "c.yaml")]
+    proc = run("jobs.train", "--input", str(short_labels), "--output", str(tmp_path / "m.pt"),
+               *flags, *extra, ok=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and why in proc.stderr
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_killed_training_resumes_where_it_stopped(short_labels, tmp_path):
+    model, epochs = tmp_path / "m.pt", "40"
+    state = model.with_suffix(".state.pt")
+    args = ["-m", "jobs.train", "--input", str(short_labels), "--output", str(model),
+            "--epochs", epochs, "--workers", "0"]
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not state.exists():
+            assert proc.poll() is None, "the training ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        proc.kill()
+        proc.wait()
+    done = torch.load(state, weights_only=True)["epoch"]
+    assert 1 <= done < 40
+    resumed = run(*args[1:], "--resume")
+    assert f"resuming after epoch {done} of 40" in resumed.stdout
+    with open(model.with_suffix(".history.csv")) as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(1, 41))
+    assert not state.exists()   # finished: nothing left to resume
+    assert len(load_checkpoint(model).summary["history"]) == 40
+
+
+def test_resume_refuses_a_state_written_for_other_images(short_labels, tmp_path):
+    model = tmp_path / "m.pt"
+    torch.save({"fingerprint": "another folder", "epoch": 1}, model.with_suffix(".state.pt"))
+    proc = run("jobs.train", "--input", str(short_labels), "--output", str(model), "--epochs",
+               "2", "--workers", "0", "--resume", ok=False)
+    assert proc.returncode == 2 and "changed since it was written" in proc.stderr

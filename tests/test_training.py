@@ -5,9 +5,10 @@ import torch
 from torch import nn
 
 from core.data import CaptchaDataset, make_loader, scan_folder
-from core.engine import Metrics, evaluate, train_one_epoch
+from core.engine import Metrics, align, edit_distance, evaluate, train_one_epoch
 from core.labels import build_codec
 from core.models import ModelSpec, build_model
+from core.augment import build_augment
 from core.training import fit, split_items
 
 CPU = torch.device("cpu")
@@ -33,6 +34,26 @@ def test_metrics_score_by_position_and_skip_unlabelled():
     assert (m.scored, m.captchas_correct, m.chars_correct, m.chars_total) == (3, 1, 10, 12)
     assert m.position_correct == [3, 3, 3, 1]
     assert math.isclose(m.char_accuracy, 10 / 12) and math.isclose(m.captcha_accuracy, 1 / 3)
+    assert m.char_errors == 2 and math.isclose(m.char_error_rate, 2 / 12)
+
+
+def test_characters_are_scored_by_edit_distance_for_labels_of_any_length():
+    # A character missed or added is one error, not a shift of every one after it.
+    m = Metrics()
+    m.add(["7W4M6G8A", "ABCDE", "XYZ", "ABCD"], ["7W4MG8A", "ABCDEF", "XYZ", ""])
+    assert (m.scored, m.captchas_correct, m.chars_total) == (4, 1, 20)
+    assert m.char_errors == 1 + 1 + 0 + 4 and m.chars_correct == 7 + 4 + 3 + 0
+    assert math.isclose(m.char_error_rate, 6 / 20)
+
+
+@pytest.mark.parametrize("expected, predicted, pairs", [
+    ("ABCD", "ABXD", [("A", "A"), ("B", "B"), ("C", "X"), ("D", "D")]),
+    ("ABCD", "ABD", [("A", "A"), ("B", "B"), ("C", ""), ("D", "D")]),
+    ("ABC", "ABCE", [("A", "A"), ("B", "B"), ("C", "C"), ("", "E")]),
+    ("AB", "", [("A", ""), ("B", "")])])
+def test_alignment_pairs_each_character_with_what_was_read(expected, predicted, pairs):
+    assert align(expected, predicted) == pairs
+    assert edit_distance(expected, predicted) == sum(a != b for a, b in pairs)
 
 
 class FixedAnswers(nn.Module):
@@ -103,3 +124,41 @@ def test_fit_reports_improvements_and_keeps_the_best_epochs_weights(captcha_dir,
     assert [r.epoch for r in result.history] == [1, 2, 3]
     best = saved[result.best_epoch]
     assert all(torch.equal(best[k], v) for k, v in result.best_state.items())
+
+
+def test_a_resumed_fit_ends_with_the_weights_of_an_uninterrupted_one(captcha_dir, cfg):
+    # The state saved after epoch 1 (weights, optimiser, per-step schedule, the shuffling's and
+    # the augmentation's random generators) lets a fresh process go on exactly as the first
+    # would have: the same weights after epoch 3, to the bit.
+    codec = build_codec(cfg.labels)
+    items = scan_folder(captcha_dir, cfg.labels)
+    train, val = split_items(items, 0.25, seed=0)
+    loader = lambda its, shuffle: make_loader(CaptchaDataset(captcha_dir, its, codec, cfg.image),
+                                              8, 0, CPU, shuffle=shuffle, seed=3)
+    augment = build_augment(cfg.augment)
+
+    def run(epochs_done_before=None, stop_after=None):
+        torch.manual_seed(0)
+        model = build_model("seed", ModelSpec.from_config(cfg.image, codec))
+        states = []
+
+        def save_state(state):
+            states.append(state)
+            if stop_after is not None and state.epoch == stop_after:
+                raise KeyboardInterrupt   # killed right after the state was written
+
+        try:
+            fit(model, loader(train, True), loader(val, False), codec, CPU, epochs=3, lr=3e-3,
+                lr_schedule="warmup-cosine", optimizer="adamw", weight_decay=0.01, clip=5.0,
+                augment=augment, save_state=save_state, resume_from=epochs_done_before)
+        except KeyboardInterrupt:
+            pass
+        return model, states
+
+    whole, _ = run()
+    _, states = run(stop_after=1)
+    resumed, after = run(epochs_done_before=states[-1])
+    assert [s.epoch for s in after] == [2, 3]
+    assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in whole.state_dict().items())
+    schedule = [g["lr"] for g in after[-1].optimizer["param_groups"]]
+    assert schedule[0] < 1e-5   # the cosine came down to the end, as if never stopped

@@ -1,0 +1,179 @@
+"""What a folder of named captchas says about itself: the alphabet, the label lengths, how the
+labels are written in the file names, and the images' size.
+
+    labels, notes = discover_labels(file_names, cfg.labels)     # "auto" settings filled in
+    image, notes = discover_image(folder, paths, cfg.image, sequence=True)
+
+Only settings left "auto" are found; a pinned one is kept as it is. Each function also returns
+one line per finding, for the training job to print.
+
+- Separator: a character after which the names carry a suffix (`ABCD_0001.png`,
+  `7W4M6G8A-0.png`): the candidate that most names carry followed by digits only, or that more
+  than half of the names carry at all; none if no candidate qualifies (`74eyg.png`).
+- Case: a folder whose labels are all one case is folded to it (a name in the other case still
+  reads). Where both cases occur, the rarer one is taken for noise (labels typed with caps lock
+  on) and folded into the other when it is at most a quarter of the cased letters; above that,
+  case is taken to matter and labels are read as written.
+- Lengths: from the shortest label to the longest, leaving out lengths that under RARE_LENGTH
+  of the names have (a stray `notes.png` is not a two-character captcha; it is reported).
+- Alphabet: every character of those labels, in code point order (any script).
+- Size: from up to 256 images spread over the folder. A sequence model reads them scaled to a
+  height of SEQUENCE_HEIGHT (or their own, if smaller, down to MIN_SEQUENCE_HEIGHT) at their
+  median aspect ratio (core.images.fit_size); a per-position model at their median size.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import re
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+from .config import AUTO, ImageConfig, LabelConfig
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+SEPARATORS = ("_", "-", ".", " ", "+", "~", "#", "=", ",")
+NOISY_CASE = 0.25       # the rarer case, as a share of cased letters, at most this: folded away
+RARE_LENGTH = 0.01      # a label length fewer names than this share have: taken for a stray name
+SEQUENCE_HEIGHT = 48    # a sequence model's input height: tall enough for thin strokes
+MIN_SEQUENCE_HEIGHT = 16
+SAMPLE = 256
+
+
+class DiscoveryError(ValueError):
+    """The folder does not say enough to train on; the message says what to set."""
+
+
+def image_names(paths: list[str]) -> list[str]:
+    """The base names of the paths whose extension is an image's."""
+    return [os.path.basename(p) for p in paths if os.path.splitext(p)[1].lower() in IMAGE_SUFFIXES]
+
+
+def discover_labels(names: list[str], pinned: LabelConfig) -> tuple[LabelConfig, list[str]]:
+    """`pinned` with its auto settings found from the file `names`."""
+    stems = [os.path.splitext(n)[0] for n in names]
+    if not stems:
+        raise DiscoveryError("no image files to learn the labels from")
+    notes = []
+    separator = pinned.separator
+    if separator == AUTO:
+        separator = _separator(stems)
+        notes.append(f"separator: {separator!r} (the label is what comes before it)" if separator
+                     else "separator: none (the whole file name is the label)")
+    raw = [s.split(separator, 1)[0] if separator else s for s in stems]
+    raw = [r for r in raw if r]
+    case = pinned.case
+    if case == AUTO:
+        case, why = _case(raw)
+        notes.append(f"case: {case} ({why})")
+    folded = [_fold(r, case) for r in raw]
+    length = pinned.length
+    if length == AUTO:
+        counts = collections.Counter(len(f) for f in folded)
+        common = sorted(n for n, k in counts.items() if k >= RARE_LENGTH * len(folded))
+        low, high = common[0], common[-1]
+        length = low if low == high else f"{low}-{high}"
+        stray = sorted(n for n in counts if not low <= n <= high)
+        notes.append(f"length: {length} (" + ", ".join(
+            f"{n} characters: {counts[n]}" for n in range(low, high + 1) if counts[n]) + ")"
+            + (", left out as too rare: " + ", ".join(f"{n} characters: {counts[n]}"
+                                                      for n in stray) if stray else ""))
+    low, high = LabelConfig(length=length).min_length, LabelConfig(length=length).max_length
+    alphabet = pinned.alphabet
+    if alphabet == AUTO:
+        alphabet = "".join(sorted(set("".join(f for f in folded if low <= len(f) <= high))))
+        if not alphabet:
+            raise DiscoveryError("the file names hold no label characters")
+        notes.append(f"alphabet: {len(alphabet)} characters {alphabet!r}")
+    return LabelConfig(alphabet, length, case, separator), notes
+
+
+def _separator(stems: list[str]) -> str:
+    best, best_count = "", 0
+    for candidate in SEPARATORS:
+        carrying = [s for s in stems if candidate in s[1:]]
+        if not carrying:
+            continue
+        numbered = sum(bool(re.fullmatch(r".+?" + re.escape(candidate) + r"\d+", s))
+                       for s in carrying)
+        qualifies = numbered >= 0.9 * len(carrying) or len(carrying) > 0.5 * len(stems)
+        if qualifies and len(carrying) > best_count:
+            best, best_count = candidate, len(carrying)
+    return best
+
+
+def _case(labels: list[str]) -> tuple[str, str]:
+    upper = sum(c.isupper() for label in labels for c in label)
+    lower = sum(c.islower() for label in labels for c in label)
+    if not upper and not lower:
+        return "none", "no cased letters"
+    if not lower:
+        return "upper", "every letter is a capital"
+    if not upper:
+        return "lower", "no capitals"
+    rare = min(upper, lower) / (upper + lower)
+    major = "upper" if upper > lower else "lower"
+    if rare <= NOISY_CASE:
+        return major, (f"{rare:.1%} of the letters are {'lower' if major == 'upper' else 'upper'}"
+                       f" case: compared case-insensitively")
+    return "none", f"both cases common ({rare:.0%} the rarer): case is part of the label"
+
+
+def _fold(text: str, case: str) -> str:
+    return text.upper() if case == "upper" else text.lower() if case == "lower" else text
+
+
+def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,
+                   sequence: bool) -> tuple[ImageConfig, list[str]]:
+    """`pinned` with its auto sides found from the images at `paths` (relative to `folder`)."""
+    if pinned.resolved:
+        return pinned, []
+    sizes = _sizes(folder, paths)
+    if not sizes:
+        raise DiscoveryError(f"no readable image in {folder} to learn the image size from; "
+                             "set image.height and image.width")
+    height = statistics.median(h for h, _ in sizes)
+    width = statistics.median(w for _, w in sizes)
+    aspect = statistics.median(w / h for h, w in sizes)
+    if sequence:
+        model_height = pinned.height if pinned.height != AUTO else max(
+            MIN_SEQUENCE_HEIGHT, min(SEQUENCE_HEIGHT, round(height / 4) * 4))
+        model_width = pinned.width if pinned.width != AUTO else max(
+            8, round(model_height * aspect / 4) * 4)
+    else:
+        model_height = pinned.height if pinned.height != AUTO else round(height)
+        model_width = pinned.width if pinned.width != AUTO else round(width)
+    image = dataclasses.replace(pinned, height=int(model_height), width=int(model_width))
+    spread = sorted(set(sizes))
+    seen = (f"{spread[0][1]}x{spread[0][0]}" if len(spread) == 1 else
+            f"{len(spread)} sizes, median {width:g}x{height:g}")
+    return image, [f"images: {seen} (width x height, {len(sizes)} read); the model reads them at "
+                   f"{image.width}x{image.height}"]
+
+
+def _sizes(folder: str | Path, paths: list[str]) -> list[tuple[int, int]]:
+    """(height, width) of up to SAMPLE images spread evenly over `paths`."""
+    images = [p for p in paths if os.path.splitext(p)[1].lower() in IMAGE_SUFFIXES] or paths
+    step = max(1, len(images) // SAMPLE)
+    sizes = []
+    for path in images[::step][:SAMPLE]:
+        try:
+            data = Path(folder, path).read_bytes()
+        except OSError:
+            continue
+        size = _decoded_size(data)
+        if size is not None:
+            sizes.append(size)
+    return sizes
+
+
+def _decoded_size(data: bytes) -> tuple[int, int] | None:
+    import cv2
+
+    if not data:
+        return None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return None if image is None or image.size == 0 else image.shape[:2]
