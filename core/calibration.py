@@ -93,9 +93,17 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor, codec,
     return math.exp((lo + hi) / 2)
 
 
-def calibrate(model: torch.nn.Module, loader, codec, device: torch.device, bins: int) -> dict:
-    """Fit the temperature on `loader` (the validation split): {"temperature", "ece_before",
-    "ece_after", "images"}."""
+# Fewer misread validation captchas than this and the temperature is left at 1: with none, the
+# loss only falls as the temperature does (every prediction right, sharper is better), and a
+# handful cannot tell over- from underconfidence.
+MIN_MISREAD = 5
+
+
+def calibrate(model: torch.nn.Module, loader, codec, device: torch.device, bins: int,
+              min_misread: int = MIN_MISREAD) -> dict:
+    """Fit the temperature on `loader` (the validation split): {"temperature", "fitted",
+    "misread", "ece_before", "ece_after", "images"}; not fitted (temperature 1) where fewer than
+    `min_misread` captchas are misread."""
     logits, targets = [], []
 
     def keep(batch: dict, decoded) -> None:
@@ -103,10 +111,12 @@ def calibrate(model: torch.nn.Module, loader, codec, device: torch.device, bins:
         logits.append(decoded.logits.float().cpu()[labelled])
         targets.append(batch["target"][labelled])
 
-    evaluate(model, loader, codec, device, on_batch=keep, desc="calibrate")
+    metrics = evaluate(model, loader, codec, device, on_batch=keep, desc="calibrate")
     all_logits, all_targets = torch.cat(logits), torch.cat(targets)
-    temperature = fit_temperature(all_logits, all_targets, codec)
-    return {"temperature": temperature,
+    misread = metrics.scored - metrics.captchas_correct
+    fitted = misread >= min_misread
+    temperature = fit_temperature(all_logits, all_targets, codec) if fitted else 1.0
+    return {"temperature": temperature, "fitted": fitted, "misread": misread,
             "ece_before": scaled_ece(all_logits, all_targets, codec, 1.0, bins),
             "ece_after": scaled_ece(all_logits, all_targets, codec, temperature, bins),
             "images": len(all_targets)}

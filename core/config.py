@@ -125,6 +125,9 @@ class AugmentConfig:
     brightness: float = 0.12
     contrast: float = 0.2
     colour: float = 0.08
+    shear: float = 0.15
+    blur: float = 0.2
+    noise: float = 0.03
     share: float = 1.0
 
 
@@ -350,7 +353,8 @@ def _check_values(cfg: Config) -> None:
                        ("review.gallery", cfg.review.gallery)):
         if value < 0:
             raise bad(key, f"must be 0 or more, got {value}")
-    for name in ("shift_x", "shift_y", "scale", "brightness", "contrast", "colour"):
+    for name in ("shift_x", "shift_y", "scale", "brightness", "contrast", "colour", "shear",
+                 "blur", "noise"):
         value = getattr(cfg.augment, name)
         if not 0.0 <= value < 1.0:
             raise bad(f"augment.{name}", f"must be a fraction from 0 up to (not including) 1, "

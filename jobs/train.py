@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from core.augment import build_augment
-from core.calibration import calibrate
+from core.calibration import MIN_MISREAD, calibrate
 from core.checkpoint import (Checkpoint, CheckpointError, load_checkpoint, save_checkpoint,
                              with_model_settings)
 from core.config import LR_SCHEDULES, OPTIMIZERS, Config, RuntimeConfig, dump_config
@@ -253,8 +253,13 @@ def main(argv: list[str] | None = None) -> None:
     summary.update(train_seconds=time.monotonic() - start, **result.summary())
     cal = calibrate(model, val_loader, codec, device, cfg.review.calibration_bins)
     summary["calibration"] = cal
-    print(f"calibration on the validation split: temperature {cal['temperature']:.3f}, expected "
-          f"calibration error {cal['ece_before']:.2%} -> {cal['ece_after']:.2%}")
+    if cal["fitted"]:
+        print(f"calibration on the validation split: temperature {cal['temperature']:.3f}, "
+              f"expected calibration error {cal['ece_before']:.2%} -> {cal['ece_after']:.2%}")
+    else:
+        print(f"calibration: temperature left at 1, since the validation split has "
+              f"{cal['misread']} misread captchas (too few to fit it; at least "
+              f"{MIN_MISREAD})")
     save()
     with atomic_write(output.with_suffix(".config.yaml"), "w") as f:
         f.write(dump_config(cfg))

@@ -16,10 +16,12 @@ H, W = 46, 284
 
 
 def plain(b=1, c=3, angle=0.0, scale=1.0, shift=(0.0, 0.0), contrast=1.0, gain=1.0,
-          brightness=0.0) -> Draw:
+          brightness=0.0, shear=0.0, blurred=0.0, noise=0.0) -> Draw:
     return Draw(angle=torch.full((b,), angle), scale=torch.full((b,), scale),
                 shift=torch.tensor([shift] * b), contrast=torch.full((b, 1, 1, 1), contrast),
-                gain=torch.full((b, c, 1, 1), gain), brightness=torch.full((b, 1, 1, 1), brightness))
+                gain=torch.full((b, c, 1, 1), gain), brightness=torch.full((b, 1, 1, 1), brightness),
+                shear=torch.full((b,), shear), blurred=torch.full((b, 1, 1, 1), blurred),
+                noise=torch.full((b, 1, 1, 1), noise))
 
 
 def centroid(image: torch.Tensor) -> tuple[float, float]:
@@ -138,3 +140,30 @@ def test_training_feeds_the_model_the_augmented_batch(captcha_dir, cfg):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     train_one_epoch(model, loader, codec, optimizer, CPU, augment=lambda x: torch.zeros_like(x) + 7)
     assert len(seen) == 1 and torch.all(seen[0] == 7)
+
+
+def test_shear_slants_a_vertical_stroke_by_the_fraction_of_the_height():
+    image = torch.zeros((1, 3, H, W), dtype=torch.uint8)
+    image[0, :, :, 140:143] = 255
+    out = apply(image, plain(shear=0.2))[0].sum(0)
+    top, bottom = (float((row * torch.arange(W)).sum() / row.sum()) for row in (out[2], out[-3]))
+    assert abs(top - bottom) == pytest.approx(0.2 * (H - 5), rel=0.1)
+
+
+def test_blur_smooths_only_the_images_drawn_for_it_and_keeps_the_mean():
+    stripes = torch.zeros((2, 3, H, W), dtype=torch.uint8)
+    stripes[:, :, :, ::2] = 200
+    out = apply(stripes, plain(2))
+    blurred = apply(stripes, Draw(**{**dataclasses.asdict(plain(2)),
+                                     "blurred": torch.tensor([1.0, 0.0]).view(2, 1, 1, 1)}))
+    assert torch.allclose(blurred[1], out[1])
+    assert float(blurred[0].std()) < 0.6 * float(out[0].std())
+    assert float(blurred[0].mean()) == pytest.approx(float(out[0].mean()), rel=0.02)
+
+
+def test_noise_has_the_drawn_standard_deviation():
+    grey = torch.full((1, 3, H, W), 128, dtype=torch.uint8)
+    torch.manual_seed(0)
+    out = apply(grey, plain(noise=6.0))
+    assert float((out - 128).std()) == pytest.approx(6.0, rel=0.05)
+    assert torch.equal(apply(grey, plain()), grey.float())

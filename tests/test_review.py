@@ -102,12 +102,25 @@ def test_calibration_repairs_a_deliberately_overconfident_model(tmp_path, cfg):
             for head in model.heads:
                 head.weight *= factor
                 head.bias *= factor
-        fits[factor] = calibrate(model, loader, codec, torch.device("cpu"), 15)
+        fits[factor] = calibrate(model, loader, codec, torch.device("cpu"), 15, min_misread=1)
     plain, hot = fits[1], fits[8]
+    assert hot["fitted"] and hot["misread"] == plain["misread"] >= 1
     assert hot["images"] == 500
     assert hot["temperature"] == pytest.approx(8 * plain["temperature"], rel=0.05)
     assert hot["ece_after"] < hot["ece_before"]
     assert hot["ece_after"] == pytest.approx(plain["ece_after"], abs=0.002)
+
+
+def test_too_few_misread_validation_captchas_leave_the_temperature_at_one(captcha_dir, cfg):
+    # With every validation captcha read right, the loss falls ever lower as the temperature
+    # does: a fit would make the model sure of everything. Too few errors: no fit.
+    codec = build_codec(cfg.labels)
+    loader = make_loader(CaptchaDataset(captcha_dir, scan_folder(captcha_dir, cfg.labels), codec,
+                                        cfg.image), 16, 0, torch.device("cpu"))
+    bundled = load_checkpoint(BUNDLED, labels=cfg.labels, image=cfg.image).model
+    cal = calibrate(bundled, loader, codec, torch.device("cpu"), 15, min_misread=49)
+    assert not cal["fitted"] and cal["temperature"] == 1.0 and cal["misread"] <= 48
+    assert cal["ece_after"] == cal["ece_before"]
 
 
 def test_temperature_is_stored_and_folded_into_prediction(tmp_path, cfg):
