@@ -1,6 +1,7 @@
 """What a folder of named captchas says about itself: the alphabet, the label lengths, how the
 labels are written in the file names, and the images' size.
 
+    labels, image, notes = discover_folder("data/mine", cfg.labels, cfg.image, sequence=True)
     labels, notes = discover_labels(file_names, cfg.labels)     # "auto" settings filled in
     image, notes = discover_image(folder, paths, cfg.image, sequence=True)
 
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import AUTO, ImageConfig, LabelConfig
+from .data import list_files
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 SEPARATORS = ("_", "-", ".", " ", "+", "~", "#", "=", ",")
@@ -45,6 +47,16 @@ SAMPLE = 256
 
 class DiscoveryError(ValueError):
     """The folder does not say enough to train on; the message says what to set."""
+
+
+def discover_folder(folder: str | Path, labels: LabelConfig, image: ImageConfig,
+                    sequence: bool) -> tuple[LabelConfig, ImageConfig, list[str]]:
+    """The label and image settings with what they leave auto found in `folder` (recursively),
+    and a line per finding; DiscoveryError where the folder does not say enough."""
+    paths = list_files(folder)
+    labels, notes = discover_labels(image_names(paths), labels)
+    image, more = discover_image(folder, paths, image, sequence)
+    return labels, image, notes + more
 
 
 def image_names(paths: list[str]) -> list[str]:

@@ -17,14 +17,19 @@ tuning from a thousand images to a hundred thousand.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 import torch
 
+from .config import Config, RuntimeConfig, dump_config
 from .engine import Metrics, evaluate, train_one_epoch
+from .files import atomic_write
 from .progress import no_progress
 
 T = TypeVar("T")
@@ -135,6 +140,41 @@ class TrainingState:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+class ResumeError(ValueError):
+    """A saved training state that cannot be continued; the message says why."""
+
+
+def training_fingerprint(cfg: Config, train_items: Sequence, val_items: Sequence,
+                         start_sha256: str = "") -> str:
+    """What a resumed training must find unchanged: the settings (but where it runs), the split
+    and its labels, the model it started from."""
+    parts = [dump_config(dataclasses.replace(cfg, runtime=RuntimeConfig())),
+             "\n".join(f"{i.path}\t{i.label}" for i in train_items),
+             "\n".join(i.path for i in val_items), start_sha256]
+    return hashlib.sha256("\n--\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def save_training_state(path: Path, state: TrainingState, fingerprint: str) -> None:
+    with atomic_write(path) as f:
+        torch.save({"fingerprint": fingerprint, **state.as_dict()}, f)
+
+
+def load_training_state(path: Path, fingerprint: str) -> TrainingState | None:
+    """The state saved at `path`, None if there is none; ResumeError if it is unreadable or was
+    written for other settings, images or starting model."""
+    if not path.exists():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged or foreign file; torch raises many types
+        raise ResumeError(f"{path} is not a readable training state ({type(exc).__name__})")
+    if saved.pop("fingerprint", None) != fingerprint:
+        raise ResumeError(f"cannot resume from {path}: the settings, the labelled images or "
+                          "the starting model changed since it was written; train without "
+                          "--resume to start over")
+    return TrainingState(**saved)
 
 
 def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.device,

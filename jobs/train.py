@@ -13,7 +13,6 @@ import argparse
 import collections
 import dataclasses
 import datetime
-import hashlib
 import logging
 import time
 from pathlib import Path
@@ -24,16 +23,17 @@ from core.augment import build_augment
 from core.calibration import MIN_MISREAD, calibrate
 from core.checkpoint import (Checkpoint, CheckpointError, load_checkpoint, save_checkpoint,
                              with_model_settings)
-from core.config import LR_SCHEDULES, OPTIMIZERS, Config, RuntimeConfig, dump_config
-from core.data import CaptchaDataset, Item, list_files, make_loader, scan_folder
-from core.discover import DiscoveryError, discover_image, discover_labels, image_names
+from core.config import LR_SCHEDULES, OPTIMIZERS, Config, dump_config
+from core.data import CaptchaDataset, Item, make_loader, scan_folder
+from core.discover import DiscoveryError, discover_folder
 from core.engine import Metrics, evaluate
 from core.files import atomic_write, write_csv
 from core.labels import build_codec
 from core.models import ModelSpec, available_models, build_model, codec_kind, count_parameters
 from core.progress import progress
 from core.review import CorrectionsError, apply_corrections, read_corrections
-from core.training import EPOCH_COLUMNS, EpochResult, TrainingState, fit, split_items
+from core.training import (EPOCH_COLUMNS, EpochResult, ResumeError, fit, load_training_state,
+                           save_training_state, split_items, training_fingerprint)
 from jobs.common import (add_config_arg, add_runtime_args, fail, job_config, job_device,
                          setup_logging)
 
@@ -114,14 +114,12 @@ def labelled_items(folder: str, cfg: Config, corrections: dict[str, str]) -> lis
 def folder_settings(cfg: Config, folder: str) -> Config:
     """`cfg` with what it leaves auto (alphabet, lengths, separator, case, input size) found in
     `folder`, each finding printed; exit 2 where the folder does not say enough."""
-    paths = list_files(folder)
-    sequence = codec_kind(cfg.model.arch) == "ctc"
     try:
-        labels, notes = discover_labels(image_names(paths), cfg.labels)
-        image, more = discover_image(folder, paths, cfg.image, sequence)
+        labels, image, notes = discover_folder(folder, cfg.labels, cfg.image,
+                                               sequence=codec_kind(cfg.model.arch) == "ctc")
     except (DiscoveryError, ValueError) as exc:
         fail(f"{folder}: {exc}")
-    for line in notes + more:
+    for line in notes:
         print(f"found in {folder}: {line}")
     return dataclasses.replace(cfg, labels=labels, image=image)
 
@@ -201,8 +199,16 @@ def main(argv: list[str] | None = None) -> None:
     history_csv = output.with_suffix(".history.csv")
     epochs = cfg.train.epochs_for(len(train_items))
     state_path = output.with_suffix(".state.pt")
-    fingerprint = _fingerprint(cfg, train_items, val_items, init)
-    resume_from = _resume_state(state_path, fingerprint) if args.resume else None
+    fingerprint = training_fingerprint(cfg, train_items, val_items,
+                                       init.sha256 if init is not None else "")
+    resume_from = None
+    if args.resume:
+        try:
+            resume_from = load_training_state(state_path, fingerprint)
+        except ResumeError as exc:
+            fail(str(exc))
+        if resume_from is None:
+            print(f"nothing to resume at {state_path}: starting from the beginning")
     rows: list[list] = []
     if resume_from is not None:
         rows = [EpochResult(**h).row() for h in resume_from.history]
@@ -235,10 +241,6 @@ def main(argv: list[str] | None = None) -> None:
             summary.update(epochs=e.epoch, best_epoch=e.epoch, best=dataclasses.asdict(e))
             save()
 
-    def save_state(state: TrainingState) -> None:
-        with atomic_write(state_path) as f:
-            torch.save({"fingerprint": fingerprint, **state.as_dict()}, f)
-
     print(f"{epochs} epochs of {len(train_items)} images"
           + (" (train.epochs auto)" if cfg.train.epochs == "auto" else ""))
     print("epoch\ttrain loss\tval loss\tchars ok (%)\tcaptchas ok (%)")
@@ -248,7 +250,8 @@ def main(argv: list[str] | None = None) -> None:
                  codec, device, epochs, cfg.train.lr, cfg.train.lr_schedule,
                  on_epoch=on_epoch, progress=progress, augment=build_augment(cfg.augment),
                  optimizer=cfg.train.optimizer, weight_decay=cfg.train.weight_decay,
-                 clip=cfg.train.clip or None, save_state=save_state, resume_from=resume_from)
+                 clip=cfg.train.clip or None, resume_from=resume_from,
+                 save_state=lambda state: save_training_state(state_path, state, fingerprint))
     model.load_state_dict(result.best_state)
     summary.update(train_seconds=time.monotonic() - start, **result.summary())
     cal = calibrate(model, val_loader, codec, device, cfg.review.calibration_bins)
@@ -274,32 +277,6 @@ def main(argv: list[str] | None = None) -> None:
         print("loss\tchars ok (%)\tcaptchas ok (%)")
         print(test_row(metrics))
     state_path.unlink(missing_ok=True)   # finished: nothing left to resume
-
-
-def _fingerprint(cfg: Config, train_items: list[Item], val_items: list[Item],
-                 init: Checkpoint | None) -> str:
-    """What a resumed training must find unchanged: the settings (where it runs aside), the
-    split and its labels, the model it started from."""
-    parts = [dump_config(dataclasses.replace(cfg, runtime=RuntimeConfig())),
-             "\n".join(f"{i.path}\t{i.label}" for i in train_items),
-             "\n".join(i.path for i in val_items), init.sha256 if init is not None else ""]
-    return hashlib.sha256("\n--\n".join(parts).encode("utf-8")).hexdigest()
-
-
-def _resume_state(path: Path, fingerprint: str) -> TrainingState | None:
-    """The saved state to go on from; None (and a note) where there is none; exit 2 where the
-    settings, images or starting model have changed since."""
-    if not path.exists():
-        print(f"nothing to resume at {path}: starting from the beginning")
-        return None
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged or foreign file; torch raises many types
-        fail(f"{path} is not a readable training state ({type(exc).__name__})")
-    if saved.pop("fingerprint", None) != fingerprint:
-        fail(f"cannot resume from {path}: the settings, the labelled images or the starting "
-             "model changed since it was written; train without --resume to start over")
-    return TrainingState(**saved)
 
 
 def _duration(seconds: float) -> str:
