@@ -19,8 +19,10 @@ one line per finding, for the training job to print.
   of the names have (a stray `notes.png` is not a two-character captcha; it is reported).
 - Alphabet: every character of those labels, in code point order (any script).
 - Size: from up to 256 images spread over the folder. A sequence model reads them scaled to a
-  height of SEQUENCE_HEIGHT (or their own, if smaller, down to MIN_SEQUENCE_HEIGHT) at their
-  median aspect ratio (core.images.fit_size); a per-position model at their median size.
+  height of SEQUENCE_HEIGHT at their median aspect ratio (core.images.fit_size), small images
+  scaled up: a frame is 4 pixels of its input, and a doubled letter needs a blank frame between
+  its two (72x24 captchas read at 72x24 lost one of their doubled letters in 9 of 289 test
+  images, every error of that run); a per-position model reads them at their median size.
 """
 from __future__ import annotations
 
@@ -41,7 +43,6 @@ SEPARATORS = ("_", "-", ".", " ", "+", "~", "#", "=", ",")
 NOISY_CASE = 0.25       # the rarer case, as a share of cased letters, at most this: folded away
 RARE_LENGTH = 0.01      # a label length fewer names than this share have: taken for a stray name
 SEQUENCE_HEIGHT = 48    # a sequence model's input height: tall enough for thin strokes
-MIN_SEQUENCE_HEIGHT = 16
 SAMPLE = 256
 
 
@@ -151,8 +152,7 @@ def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,
     width = statistics.median(w for _, w in sizes)
     aspect = statistics.median(w / h for h, w in sizes)
     if sequence:
-        model_height = pinned.height if pinned.height != AUTO else max(
-            MIN_SEQUENCE_HEIGHT, min(SEQUENCE_HEIGHT, round(height / 4) * 4))
+        model_height = pinned.height if pinned.height != AUTO else SEQUENCE_HEIGHT
         model_width = pinned.width if pinned.width != AUTO else max(
             8, round(model_height * aspect / 4) * 4)
     else:

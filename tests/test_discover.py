@@ -79,7 +79,7 @@ def test_image_size_for_a_sequence_model_keeps_the_aspect_at_its_height(tmp_path
     (tmp_path / "small").mkdir()
     small = write_images(tmp_path / "small", [(24, 72)] * 3)
     image, _ = discover_image(tmp_path / "small", small, ImageConfig(), sequence=True)
-    assert (image.height, image.width) == (24, 72)     # small images are not scaled up
+    assert (image.height, image.width) == (48, 144)    # small images are scaled up
     assert "read" in notes[0]
 
 
