@@ -122,6 +122,10 @@ def main() -> None:
     ckpt = load_checkpoint(args.model, device=device)
     cfg = with_model_settings(cfg, ckpt)
     codec = ckpt.codec
+    # The post's Model2 reads what it was built for, the generator's captchas (the seed's
+    # alphabet and length), whatever the model under test reads (a sequence model has no
+    # positions of its own).
+    seed_classes, seed_steps = len(cfg.generate.alphabet), cfg.generate.length
     requested = cfg.runtime.workers
     on_cpu = device.type == "cpu"
     workers = resolve_workers(requested, device, predicting=on_cpu)
@@ -146,7 +150,7 @@ def main() -> None:
               "|---:|---:|---:|---:|")
         ratios = []
         for r in range(args.rounds):
-            seed = seed_pipeline(data, codec.output_classes, codec.output_steps)
+            seed = seed_pipeline(data, seed_classes, seed_steps)
             runner = runner_pass(data, work / "runs", f"round{r}", args)
             ratios.append(runner / seed)
             print(f"| {r + 1} | {seed:.0f} | {runner:.0f} | {runner / seed:.2f}x |", flush=True)
