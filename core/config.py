@@ -97,7 +97,7 @@ class TrainConfig:
     min_samples: int = 150_000
     max_samples: int = 1_500_000
     batch_size: int = 32
-    lr: float = 0.001
+    lr: float = 0.003
     lr_schedule: str = "warmup-cosine"
     optimizer: str = "adamw"
     weight_decay: float = 0.01

@@ -20,9 +20,9 @@ one line per finding, for the training job to print.
 - Alphabet: every character of those labels, in code point order (any script).
 - Size: from up to 256 images spread over the folder. A sequence model reads them scaled to a
   height of SEQUENCE_HEIGHT at their median aspect ratio (core.images.fit_size), small images
-  scaled up: a frame is 4 pixels of its input, and a doubled letter needs a blank frame between
-  its two (72x24 captchas read at 72x24 lost one of their doubled letters in 9 of 289 test
-  images, every error of that run); a per-position model reads them at their median size.
+  scaled up: thin strokes need the pixels (72x24 captchas read at 72x24, a frame then 4 pixels
+  of it, lost one of their doubled letters in 9 of 289 test images, every error of that run);
+  a per-position model reads them at their median size.
 """
 from __future__ import annotations
 

@@ -171,7 +171,10 @@ class CTCCodec:
     blank, class i + 1 is alphabet[i]; a text is the frames' classes with repeats merged and
     blanks dropped, so a doubled character needs a blank between its two runs.
 
-    Decoding is greedy (the most probable class of each frame). A text's confidence is the
+    Decoding is greedy (the most probable class of each frame), within the labels' lengths: where
+    the greedy text is shorter or longer than any label can be (a doubled letter read once, a
+    letter read twice), the most probable alignment that reads an allowed length is taken
+    instead (best_path_of_length). A text's confidence is the
     probability the model gives that text, summed over every alignment of it to the frames (the
     CTC forward pass), so it means what it says and temperature scaling calibrates it as it
     does the fixed-length codec's; a character's probability is the highest its class reaches
@@ -230,18 +233,15 @@ class CTCCodec:
 
     def decode(self, logits: torch.Tensor, targets: torch.Tensor | None = None) -> Decoded:
         probs = logits.float().softmax(-1)
-        top, best = probs.max(-1)                                     # (B, frames)
-        starts = torch.ones_like(best, dtype=torch.bool)
-        starts[:, 1:] = best[:, 1:] != best[:, :-1]                   # a run of one class begins
+        best = probs.argmax(-1)                                       # (B, frames)
         texts, char_probs = [], []
-        for row_best, row_top, row_starts in zip(best.tolist(), top.tolist(), starts.tolist()):
-            chars, peaks = [], []
-            for k, p, start in zip(row_best, row_top, row_starts):
-                if start and k != self.blank:
-                    chars.append(self.alphabet[k - 1])
-                    peaks.append(p)
-                elif not start and k != self.blank:
-                    peaks[-1] = max(peaks[-1], p)
+        for row, path in enumerate(best.tolist()):
+            chars, peaks = self._collapse(path, probs[row])
+            if not self.cfg.min_length <= len(chars) <= self.cfg.max_length:
+                allowed = range(self.cfg.min_length, self.cfg.max_length + 1)
+                path = best_path_of_length(probs[row].clamp(min=1e-30).log().numpy(), allowed,
+                                           self.blank) or path
+                chars, peaks = self._collapse(path, probs[row])
             texts.append("".join(chars))
             char_probs.append(peaks)
         position_probs = torch.full((len(texts), self.target_length), float("nan"))
@@ -262,12 +262,72 @@ class CTCCodec:
                     -self._nll(logits[labelled], targets[labelled])).cpu()
         return Decoded(texts, confidence.cpu(), position_probs, label_probability, logits)
 
+    def _collapse(self, path: list[int], probs: torch.Tensor) -> tuple[list[str], list[float]]:
+        """The characters a path of frame classes reads (repeats merged, blanks dropped), and
+        each one's highest probability over the frames it was read from."""
+        chars, peaks, previous = [], [], self.blank
+        along = probs.gather(-1, torch.tensor(path).unsqueeze(-1)).squeeze(-1).tolist()
+        for k, p in zip(path, along):
+            if k != self.blank and k != previous:
+                chars.append(self.alphabet[k - 1])
+                peaks.append(p)
+            elif k != self.blank:
+                peaks[-1] = max(peaks[-1], p)
+            previous = k
+        return chars, peaks
+
     def _padded(self, text: str, width: int) -> np.ndarray:
         """A decoded text as targets for the CTC forward pass, padded to `width` (it may be
         longer than any label, and hold nothing)."""
         targets = np.full(width, IGNORE, dtype=np.int64)
         targets[:len(text)] = [self.index[c] for c in text]
         return targets
+
+
+def best_path_of_length(log_probs: np.ndarray, lengths, blank: int = 0) -> list[int] | None:
+    """The most probable path of frame classes (log_probs: frames x classes) among those that
+    read a text of one of `lengths` characters under CTC's rule (repeats merged, blanks
+    dropped), or None where no path can. Viterbi over (characters read so far, the last
+    frame's class): a frame either repeats the last frame's class (nothing new is read), is the
+    blank, or reads one more character of a class other than the last frame's."""
+    frames, classes = log_probs.shape
+    longest = max(lengths)
+    score = np.full((longest + 1, classes), -np.inf)
+    score[0, blank] = log_probs[0, blank]
+    score[1, :] = log_probs[0]
+    score[1, blank] = -np.inf
+    # back[t, n, c]: (characters read, class) at frame t - 1 on the best path to (n, c) at t
+    back = np.zeros((frames, longest + 1, classes, 2), dtype=np.int64)
+    counts, every = np.arange(longest + 1), np.arange(classes)
+    for t in range(1, frames):
+        order = np.argsort(score, axis=1)
+        first, second = order[:, -1], order[:, -2]        # each count's best and next classes
+        top = score[counts, first]
+        # the blank: from any class, as many characters read
+        new = np.full_like(score, -np.inf)
+        new[:, blank] = top
+        back[t, :, blank, 0], back[t, :, blank, 1] = counts, first
+        # one more character: from one fewer, and the best class other than this one
+        is_first = first[:-1, None] == every[None, :]
+        grow = np.full_like(score, -np.inf)
+        grow[1:] = np.where(is_first, score[counts[:-1], second[:-1]][:, None], top[:-1, None])
+        source = np.zeros_like(back[t, :, :, 1])
+        source[1:] = np.where(is_first, second[:-1, None], first[:-1, None])
+        # or the same class again: nothing new read
+        take_grow = grow > score
+        new[:, 1:] = np.where(take_grow, grow, score)[:, 1:]
+        back[t, :, 1:, 0] = np.where(take_grow, counts[:, None] - 1, counts[:, None])[:, 1:]
+        back[t, :, 1:, 1] = np.where(take_grow, source, every[None, :])[:, 1:]
+        score = new + log_probs[t][None, :]
+    ends = [(score[n].max(), n, int(score[n].argmax())) for n in lengths if n <= longest]
+    value, n, c = max(ends)
+    if not np.isfinite(value):
+        return None
+    path = [c]
+    for t in range(frames - 1, 0, -1):
+        n, c = back[t, n, c]
+        path.append(int(c))
+    return path[::-1]
 
 
 CODECS = {FixedLengthCodec.kind: FixedLengthCodec, CTCCodec.kind: CTCCodec}

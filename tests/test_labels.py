@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -6,7 +7,8 @@ import pytest
 import torch
 
 from core.config import LabelConfig, load_config
-from core.labels import IGNORE, LabelError, build_codec, is_labelled, parse_label
+from core.labels import (IGNORE, LabelError, best_path_of_length, build_codec, is_labelled,
+                         parse_label)
 
 
 @pytest.fixture
@@ -111,7 +113,6 @@ def frames(classes, sure=12.0, width=4):
 @pytest.mark.parametrize("classes, text", [
     ([1, 1, 0, 1, 2, 2, 0], "AAB"),     # a doubled letter needs a blank between its runs
     ([0, 3, 3, 3, 0, 0], "C"),          # repeats merge
-    ([0, 0, 0, 0], ""),                 # all blank: nothing read
     ([2, 1, 2, 1], "BABA")])
 def test_ctc_decoding_merges_repeats_and_drops_blanks(ctc, classes, text):
     decoded = ctc.decode(frames(classes))
@@ -119,6 +120,55 @@ def test_ctc_decoding_merges_repeats_and_drops_blanks(ctc, classes, text):
     assert 0.99 < float(decoded.confidence[0]) <= 1.0
     probs = decoded.position_probs[0]
     assert probs.shape == (4,) and int((~probs.isnan()).sum()) == len(text)
+
+
+def collapse(path):
+    return [k for i, k in enumerate(path) if k and (i == 0 or path[i - 1] != k)]
+
+
+@pytest.mark.parametrize("lengths", [[2], [3, 4], [1], [5]])
+def test_best_path_of_length_is_the_most_probable_path_that_reads_such_a_length(lengths):
+    # Every path of 6 frames over the blank and two letters, by brute force.
+    rng = np.random.default_rng(len(lengths) * 10 + lengths[0])
+    for _ in range(5):
+        log_probs = np.log(rng.dirichlet(np.ones(3), size=6))
+        best = max((sum(log_probs[t, k] for t, k in enumerate(path)), path)
+                   for path in itertools.product(range(3), repeat=6)
+                   if len(collapse(path)) in lengths)
+        path = best_path_of_length(log_probs, lengths)
+        assert len(collapse(path)) in lengths
+        assert math.isclose(sum(log_probs[t, k] for t, k in enumerate(path)), best[0],
+                            rel_tol=1e-9)
+    # 3 frames cannot read "ABAB" or more
+    assert best_path_of_length(np.log(np.full((3, 3), 1 / 3)), [4, 5]) is None
+
+
+def probable(rows):
+    """Logits (1, frames, 4) whose softmax is each row of probabilities (blank, A, B, C)."""
+    return torch.tensor(rows).log().unsqueeze(0)
+
+
+def test_ctc_decoding_reads_a_length_the_labels_can_have():
+    # Greedy reads "AB" (the middle frame's A merges with its neighbours): with labels of 3
+    # characters, the doubled letter is read, the blank taking the frame it nearly won.
+    merged = probable([[.01, .97, .01, .01], [.40, .58, .01, .01], [.01, .97, .01, .01],
+                       [.01, .01, .97, .01]])
+    fixed = build_codec(LabelConfig(alphabet="ABC", length=3, case="none"), "ctc")
+    either = build_codec(LabelConfig(alphabet="ABC", length="2-3", case="none"), "ctc")
+    assert fixed.decode(merged).texts == ["AAB"] and either.decode(merged).texts == ["AB"]
+    # Greedy reads "AAB" (a faint frame of A between two blanks): with 2 characters, "AB".
+    doubled = probable([[.01, .97, .01, .01], [.97, .01, .01, .01], [.40, .58, .01, .01],
+                        [.01, .01, .97, .01]])
+    two = build_codec(LabelConfig(alphabet="ABC", length=2, case="none"), "ctc")
+    decoded = two.decode(doubled)
+    assert decoded.texts == ["AB"] and either.decode(doubled).texts == ["AAB"]
+    assert int((~decoded.position_probs[0].isnan()).sum()) == 2
+
+
+def test_ctc_all_blank_frames_read_the_likeliest_shortest_label_with_no_confidence(ctc):
+    decoded = ctc.decode(frames([0, 0, 0, 0]))
+    assert len(decoded.texts[0]) == 1   # labels are 1-4 characters
+    assert float(decoded.confidence[0]) < 1e-6
 
 
 def test_ctc_round_trip_of_labels_of_every_length(ctc):

@@ -170,7 +170,7 @@ def test_zero_config_training_reads_labels_of_any_length_end_to_end(short_labels
 
 @pytest.mark.parametrize("flags, config, why", [
     (["--arch", "seed"], "", "labels.length is a range (3-5)"),
-    ([], "image:\n  height: 12\n", "needs an input of at least 16x8"),
+    ([], "image:\n  height: 12\n", "needs an input of at least 16x16"),
     (["--arch", "seed-gap"], "labels:\n  length: 4\n", "needs a larger input than 24x72")])
 def test_settings_that_cannot_work_exit_2_saying_what_to_change(short_labels, tmp_path, flags,
                                                                 config, why):
