@@ -234,16 +234,19 @@ class CTCCodec:
     def decode(self, logits: torch.Tensor, targets: torch.Tensor | None = None) -> Decoded:
         probs = logits.float().softmax(-1)
         best = probs.argmax(-1)                                       # (B, frames)
-        texts, char_probs = [], []
-        for row, path in enumerate(best.tolist()):
-            chars, peaks = self._collapse(path, probs[row])
-            if not self.cfg.min_length <= len(chars) <= self.cfg.max_length:
-                allowed = range(self.cfg.min_length, self.cfg.max_length + 1)
-                path = best_path_of_length(probs[row].clamp(min=1e-30).log().numpy(), allowed,
-                                           self.blank) or path
-                chars, peaks = self._collapse(path, probs[row])
-            texts.append("".join(chars))
-            char_probs.append(peaks)
+        paths = best.tolist()
+        read = [self._collapse(path, probs[row]) for row, path in enumerate(paths)]
+        wrong = [row for row, (chars, _) in enumerate(read)
+                 if not self.cfg.min_length <= len(chars) <= self.cfg.max_length]
+        if wrong:   # all such rows of the batch in one pass
+            allowed = range(self.cfg.min_length, self.cfg.max_length + 1)
+            found = best_paths_of_length(probs[wrong].clamp(min=1e-30).log().numpy(), allowed,
+                                         self.blank)
+            for row, path in zip(wrong, found):
+                if path is not None:
+                    read[row] = self._collapse(path, probs[row])
+        texts = ["".join(chars) for chars, _ in read]
+        char_probs = [peaks for _, peaks in read]
         position_probs = torch.full((len(texts), self.target_length), float("nan"))
         for row, peaks in enumerate(char_probs):
             peaks = peaks[:self.target_length]
@@ -284,50 +287,63 @@ class CTCCodec:
         return targets
 
 
-def best_path_of_length(log_probs: np.ndarray, lengths, blank: int = 0) -> list[int] | None:
-    """The most probable path of frame classes (log_probs: frames x classes) among those that
-    read a text of one of `lengths` characters under CTC's rule (repeats merged, blanks
-    dropped), or None where no path can. Viterbi over (characters read so far, the last
-    frame's class): a frame either repeats the last frame's class (nothing new is read), is the
-    blank, or reads one more character of a class other than the last frame's."""
-    frames, classes = log_probs.shape
+def best_path_of_length(log_probs: np.ndarray, lengths) -> list[int] | None:
+    """best_paths_of_length for one row of frames (frames x classes)."""
+    return best_paths_of_length(log_probs[None], lengths)[0]
+
+
+def best_paths_of_length(log_probs: np.ndarray, lengths, blank: int = 0) -> list[list[int] | None]:
+    """For each row of log_probs (rows x frames x classes), the most probable path of frame
+    classes among those that read a text of one of `lengths` characters under CTC's rule
+    (repeats merged, blanks dropped), or None where no path can. Viterbi over (characters read
+    so far, the last frame's class), all rows at once: a frame either repeats the last frame's
+    class (nothing new is read), is the blank, or reads one more character of a class other
+    than the last frame's."""
+    rows, frames, classes = log_probs.shape
     longest = max(lengths)
-    score = np.full((longest + 1, classes), -np.inf)
-    score[0, blank] = log_probs[0, blank]
-    score[1, :] = log_probs[0]
-    score[1, blank] = -np.inf
-    # back[t, n, c]: (characters read, class) at frame t - 1 on the best path to (n, c) at t
-    back = np.zeros((frames, longest + 1, classes, 2), dtype=np.int64)
-    counts, every = np.arange(longest + 1), np.arange(classes)
+    score = np.full((rows, longest + 1, classes), -np.inf)
+    score[:, 0, blank] = log_probs[:, 0, blank]
+    score[:, 1, :] = log_probs[:, 0]
+    score[:, 1, blank] = -np.inf
+    # back[t, row, n, c]: (characters read, class) at frame t - 1 on the best path to (n, c)
+    back = np.zeros((frames, rows, longest + 1, classes, 2), dtype=np.int32)
+    counts, every = np.arange(longest + 1)[None, :, None], np.arange(classes)[None, None, :]
     for t in range(1, frames):
-        order = np.argsort(score, axis=1)
-        first, second = order[:, -1], order[:, -2]        # each count's best and next classes
-        top = score[counts, first]
+        first = score.argmax(-1)[..., None]                  # each count's best class
+        top = np.take_along_axis(score, first, -1)
+        masked = score.copy()
+        np.put_along_axis(masked, first, -np.inf, -1)
+        second = masked.argmax(-1)[..., None]                # and the next best
         # the blank: from any class, as many characters read
         new = np.full_like(score, -np.inf)
-        new[:, blank] = top
-        back[t, :, blank, 0], back[t, :, blank, 1] = counts, first
+        new[..., blank] = top[..., 0]
+        back[t, :, :, blank, 0], back[t, :, :, blank, 1] = counts[..., 0], first[..., 0]
         # one more character: from one fewer, and the best class other than this one
-        is_first = first[:-1, None] == every[None, :]
+        is_first = first[:, :-1] == every
         grow = np.full_like(score, -np.inf)
-        grow[1:] = np.where(is_first, score[counts[:-1], second[:-1]][:, None], top[:-1, None])
-        source = np.zeros_like(back[t, :, :, 1])
-        source[1:] = np.where(is_first, second[:-1, None], first[:-1, None])
+        grow[:, 1:] = np.where(is_first, np.take_along_axis(score[:, :-1], second[:, :-1], -1),
+                               top[:, :-1])
+        source = np.zeros((rows, longest + 1, classes), dtype=np.int64)
+        source[:, 1:] = np.where(is_first, second[:, :-1], first[:, :-1])
         # or the same class again: nothing new read
         take_grow = grow > score
-        new[:, 1:] = np.where(take_grow, grow, score)[:, 1:]
-        back[t, :, 1:, 0] = np.where(take_grow, counts[:, None] - 1, counts[:, None])[:, 1:]
-        back[t, :, 1:, 1] = np.where(take_grow, source, every[None, :])[:, 1:]
-        score = new + log_probs[t][None, :]
-    ends = [(score[n].max(), n, int(score[n].argmax())) for n in lengths if n <= longest]
-    value, n, c = max(ends)
-    if not np.isfinite(value):
-        return None
-    path = [c]
-    for t in range(frames - 1, 0, -1):
-        n, c = back[t, n, c]
-        path.append(int(c))
-    return path[::-1]
+        new[..., 1:] = np.where(take_grow, grow, score)[..., 1:]
+        back[t, ..., 1:, 0] = np.where(take_grow, counts - 1, counts)[..., 1:]
+        back[t, ..., 1:, 1] = np.where(take_grow, source, every)[..., 1:]
+        score = new + log_probs[:, t, None, :]
+    paths: list[list[int] | None] = []
+    allowed = [n for n in lengths if n <= longest]
+    for row in range(rows):
+        value, n, c = max((score[row, n].max(), n, int(score[row, n].argmax())) for n in allowed)
+        if not np.isfinite(value):
+            paths.append(None)
+            continue
+        path = [c]
+        for t in range(frames - 1, 0, -1):
+            n, c = back[t, row, n, c]
+            path.append(int(c))
+        paths.append(path[::-1])
+    return paths
 
 
 CODECS = {FixedLengthCodec.kind: FixedLengthCodec, CTCCodec.kind: CTCCodec}

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from core.config import LabelConfig, load_config
-from core.labels import (IGNORE, LabelError, best_path_of_length, build_codec, is_labelled,
-                         parse_label)
+from core.labels import (IGNORE, LabelError, best_path_of_length, best_paths_of_length,
+                         build_codec, is_labelled, parse_label)
 
 
 @pytest.fixture
@@ -141,6 +141,15 @@ def test_best_path_of_length_is_the_most_probable_path_that_reads_such_a_length(
                             rel_tol=1e-9)
     # 3 frames cannot read "ABAB" or more
     assert best_path_of_length(np.log(np.full((3, 3), 1 / 3)), [4, 5]) is None
+
+
+def test_best_paths_of_length_gives_each_row_its_own_best_path():
+    rng = np.random.default_rng(7)
+    log_probs = np.log(rng.dirichlet(np.ones(5), size=(6, 9)))
+    log_probs[2] = np.log(np.full((9, 5), 0.2))
+    assert best_paths_of_length(log_probs, [3, 4]) == [
+        best_path_of_length(row, [3, 4]) for row in log_probs]
+    assert best_paths_of_length(log_probs[:, :2], [3, 4]) == [None] * 6   # 2 frames read 2 at most
 
 
 def probable(rows):
