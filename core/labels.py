@@ -233,9 +233,9 @@ class CTCCodec:
 
     def decode(self, logits: torch.Tensor, targets: torch.Tensor | None = None) -> Decoded:
         probs = logits.float().softmax(-1)
-        best = probs.argmax(-1)                                       # (B, frames)
-        paths = best.tolist()
-        read = [self._collapse(path, probs[row]) for row, path in enumerate(paths)]
+        top, best = probs.max(-1)                                     # (B, frames)
+        read = [self._collapse(path, along)
+                for path, along in zip(best.tolist(), top.tolist())]
         wrong = [row for row, (chars, _) in enumerate(read)
                  if not self.cfg.min_length <= len(chars) <= self.cfg.max_length]
         if wrong:   # all such rows of the batch in one pass
@@ -244,7 +244,8 @@ class CTCCodec:
                                          self.blank)
             for row, path in zip(wrong, found):
                 if path is not None:
-                    read[row] = self._collapse(path, probs[row])
+                    along = probs[row].gather(-1, torch.tensor(path).unsqueeze(-1)).squeeze(-1)
+                    read[row] = self._collapse(path, along.tolist())
         texts = ["".join(chars) for chars, _ in read]
         char_probs = [peaks for _, peaks in read]
         position_probs = torch.full((len(texts), self.target_length), float("nan"))
@@ -265,11 +266,11 @@ class CTCCodec:
                     -self._nll(logits[labelled], targets[labelled])).cpu()
         return Decoded(texts, confidence.cpu(), position_probs, label_probability, logits)
 
-    def _collapse(self, path: list[int], probs: torch.Tensor) -> tuple[list[str], list[float]]:
+    def _collapse(self, path: list[int], along: list[float]) -> tuple[list[str], list[float]]:
         """The characters a path of frame classes reads (repeats merged, blanks dropped), and
-        each one's highest probability over the frames it was read from."""
+        each one's highest probability (`along`: each frame's, of its class on the path) over
+        the frames it was read from."""
         chars, peaks, previous = [], [], self.blank
-        along = probs.gather(-1, torch.tensor(path).unsqueeze(-1)).squeeze(-1).tolist()
         for k, p in zip(path, along):
             if k != self.blank and k != previous:
                 chars.append(self.alphabet[k - 1])
