@@ -167,3 +167,33 @@ def test_noise_has_the_drawn_standard_deviation():
     out = apply(grey, plain(noise=6.0))
     assert float((out - 128).std()) == pytest.approx(6.0, rel=0.05)
     assert torch.equal(apply(grey, plain()), grey.float())
+
+
+def test_the_sampling_grid_is_torchs_affine_grid():
+    from core.augment import _sampling_grid
+    torch.manual_seed(1)
+    rows = torch.randn(6, 5) * 0.3
+    theta = torch.stack([torch.stack([rows[:, 0] + 1, rows[:, 1], rows[:, 2]], 1),
+                         torch.stack([rows[:, 3], rows[:, 4] + 1, -rows[:, 2]], 1)], 1)
+    expected = nn.functional.affine_grid(theta, [6, 3, 17, 53], align_corners=False)
+    grid = _sampling_grid(*theta[:, 0].unbind(1), *theta[:, 1].unbind(1), 17, 53)
+    assert grid.shape == expected.shape
+    assert torch.allclose(grid, expected, atol=1e-6)
+
+
+def test_blur_is_the_121_kernel_each_way_with_edges_repeated():
+    from core.augment import _blur121
+    torch.manual_seed(2)
+    x = torch.rand(2, 3, 9, 14) * 255
+    k = torch.tensor([0.25, 0.5, 0.25])
+    kernel = (k.view(3, 1) * k.view(1, 3)).expand(3, 1, 3, 3)
+    expected = nn.functional.conv2d(nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"),
+                                    kernel, groups=3)
+    assert torch.allclose(_blur121(x), expected, atol=1e-4)
+
+
+def test_noise_is_grey_the_same_on_every_channel():
+    grey = torch.full((2, 3, H, W), 128, dtype=torch.uint8)
+    out = apply(grey, plain(2, noise=6.0))
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+    assert not torch.equal(out[0], out[1])
