@@ -93,7 +93,8 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int | str = AUTO     # auto: about 30 passes, within min_samples..max_samples images
+    epochs: int | str = AUTO     # auto: `passes` passes, within min_samples..max_samples images
+    passes: int = 15
     min_samples: int = 150_000
     max_samples: int = 1_500_000
     batch_size: int = 32
@@ -107,11 +108,11 @@ class TrainConfig:
 
     def epochs_for(self, images: int) -> int:
         """The number of epochs for `images` training images: `epochs` where it is a number;
-        for auto, 30 passes over them, but at least min_samples and at most max_samples images
-        seen (a thousand images need many more passes than a hundred thousand)."""
+        for auto, `passes` passes over them, but at least min_samples and at most max_samples
+        images seen (a thousand images need many more passes than a hundred thousand)."""
         if self.epochs != AUTO:
             return int(self.epochs)
-        seen = min(max(30 * images, self.min_samples), self.max_samples)
+        seen = min(max(self.passes * images, self.min_samples), self.max_samples)
         return max(1, math.ceil(seen / max(1, images)))
 
 
@@ -312,6 +313,7 @@ def _check_values(cfg: Config) -> None:
     _check_labels(cfg.labels, bad)
     _check_labels(cfg.generate.labels, bad, "generate.")
     sizes = [("train.epochs", 1 if cfg.train.epochs == AUTO else cfg.train.epochs),
+             ("train.passes", cfg.train.passes),
              ("train.min_samples", cfg.train.min_samples),
              ("train.max_samples", cfg.train.max_samples),
              ("train.batch_size", cfg.train.batch_size),

@@ -113,12 +113,18 @@ def test_what_a_model_reads_is_auto_unless_pinned(tmp_path):
     assert (cfg.generate.image.height, cfg.generate.image.width) == (46, 284)
 
 
-@pytest.mark.parametrize("images, epochs", [(100, 1500), (1000, 150), (12_300, 30),
-                                            (100_000, 15), (10_000_000, 1)])
+@pytest.mark.parametrize("images, epochs", [(100, 1500), (1000, 150), (12_300, 15),
+                                            (200_000, 8), (10_000_000, 1)])
 def test_auto_epochs_scale_with_the_number_of_images(images, epochs):
     train = load_config(None).train
     assert train.epochs_for(images) == epochs
     assert load_config(None, {"train.epochs": 7}).train.epochs_for(images) == 7
+
+
+def test_auto_epochs_follow_the_passes_setting():
+    assert load_config(None, {"train.passes": 30}).train.epochs_for(12_300) == 30
+    with pytest.raises(ConfigError, match="train.passes"):
+        load_config(None, {"train.passes": 0})
 
 
 def test_batch_size_minus_one_picks_per_device_and_a_number_wins():
