@@ -34,7 +34,8 @@ AUTO = "auto"
 # setting is used (the number of epochs from the number of images, the alphabet from the file
 # names, ...).
 _AUTO_TYPES: dict[str, type] = {"train.epochs": int, "labels.alphabet": str, "labels.case": str,
-                                "labels.separator": str, "image.height": int, "image.width": int}
+                                "labels.separator": str, "image.height": int, "image.width": int,
+                                "runtime.in_memory": bool}
 SEED_ALPHABET = string.ascii_uppercase + string.digits
 
 
@@ -138,6 +139,7 @@ class RuntimeConfig:
     batch_size: int = -1
     workers: int = -1
     commit_batches: int = 32
+    in_memory: bool | str = AUTO  # training holds the decoded images: true, false, auto (if they fit)
 
 
 @dataclass(frozen=True)

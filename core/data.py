@@ -6,6 +6,8 @@
     for batch in loader:  # image (B,3,H,W) uint8 RGB, target (B,length), index, error, resized
     loader = make_loader(dataset, 32, -1, device, predict_with=model)
     for batch in loader:  # on CPU: logits (B,steps,classes) in place of image, from the workers
+    held = MemoryDataset(dataset, workers=2)     # decoded once (training's many passes)
+    loader = make_loader(held, 32, 0, device, shuffle=True)
 
 A file that cannot be decoded does not stop anything: its item comes back with a blank image,
 IGNORE targets and the reason in `error`, so each caller decides what to do with it.
@@ -28,7 +30,7 @@ from .config import ImageConfig, LabelConfig
 from .engine import predict
 from .images import ImageError, read_image
 from .labels import parse_label
-from .runtime import resolve_batch_size, resolve_workers
+from .runtime import available_memory, resolve_batch_size, resolve_workers
 
 log = logging.getLogger(__name__)
 _CPU = torch.device("cpu")
@@ -141,6 +143,69 @@ class CaptchaDataset(Dataset):
                 "resized": resized}
 
 
+class MemoryDataset(Dataset):
+    """A CaptchaDataset decoded once and held in memory, with the same batches: training reads
+    every image once per epoch, tens of times, and decoding and resizing a PNG costs about as
+    much as a tenth to a third of the image's training step on CPU (the wider and larger the
+    file, the more), on a core the model could use. The decoding runs once, in `workers`
+    loader processes; afterwards a batch is a copy out of one array, cheap enough for the
+    main process (make_loader with 0 workers). Memory: images x height x width x 3 bytes
+    (`nbytes`)."""
+
+    def __init__(self, dataset: CaptchaDataset, workers: int):
+        n = len(dataset)
+        self.pixels = np.empty((n, dataset.height, dataset.width, 3), dtype=np.uint8)
+        self.targets = np.empty((n, dataset.codec.target_length), dtype=np.int64)
+        self.errors = [""] * n
+        self.resized = np.zeros(n, dtype=bool)
+        # A loader draws its workers' base seed from torch's global generator; the augmentation
+        # draws from it too, so the decoding pass must leave it as it was: training then runs
+        # exactly as it would decoding every epoch.
+        with torch.random.fork_rng(devices=[]):
+            for batch in make_loader(dataset, 256, workers, _CPU):
+                index = batch["index"].numpy()
+                self.pixels[index] = batch["image"].permute(0, 2, 3, 1).numpy()
+                self.targets[index] = batch["target"].numpy()
+                self.resized[index] = batch["resized"].numpy()
+                for i, error in zip(index.tolist(), batch["error"]):
+                    self.errors[i] = error
+
+    @staticmethod
+    def nbytes(images: int, image: ImageConfig) -> int:
+        return images * image.height * image.width * 3
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        """CaptchaDataset.__getitems__'s batch, copied out of memory."""
+        index = np.asarray(indices, dtype=np.int64)
+        return {"image": torch.from_numpy(self.pixels[index]).permute(0, 3, 1, 2),
+                "target": self.targets[index], "index": index,
+                "error": [self.errors[i] for i in indices], "resized": self.resized[index]}
+
+
+# runtime.in_memory auto: hold the decoded images when they take at most this share of the memory
+# available, leaving the rest to the model, the loader and everything else on the machine.
+MEMORY_SHARE = 0.25
+
+
+def hold_in_memory(setting: bool | str, images: int, image: ImageConfig) -> tuple[bool, str]:
+    """Whether training holds its `images` decoded (MemoryDataset), and why, in words.
+    setting: runtime.in_memory, True, False or "auto" (when they take at most MEMORY_SHARE of
+    the memory available)."""
+    need = MemoryDataset.nbytes(images, image)
+    size = f"{need / 2**20:,.0f} MB"
+    if setting is True or setting is False:
+        return setting, f"runtime.in_memory: {str(setting).lower()} ({size})"
+    available = available_memory()
+    if available is None:
+        return False, f"the memory available is unknown ({size} needed)"
+    hold = need <= MEMORY_SHARE * available
+    return hold, (f"{size}, {'within' if hold else 'over'} a quarter of the "
+                  f"{available / 2**30:.1f} GB available")
+
+
 class PredictingDataset(Dataset):
     """A dataset's batches with the model's logits in place of the images: the DataLoader
     workers decode *and* predict, each with one torch thread, so on CPU every core runs whole
@@ -194,7 +259,7 @@ def _init_worker(_worker_id: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def make_loader(dataset: CaptchaDataset | Subset, batch_size: int, workers: int,
+def make_loader(dataset: CaptchaDataset | MemoryDataset | Subset, batch_size: int, workers: int,
                 device: torch.device, shuffle: bool = False, seed: int = 0,
                 persistent: bool = False,
                 predict_with: torch.nn.Module | None = None) -> CaptchaLoader:

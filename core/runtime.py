@@ -72,6 +72,22 @@ def share_cores(device: torch.device, workers: int) -> int:
     return threads
 
 
+def available_memory() -> int | None:
+    """Bytes of memory the system can hand out without swapping (Linux's MemAvailable; where
+    /proc/meminfo is missing, the free physical pages), or None where neither is known."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 # Inference batch sizes for runtime.batch_size -1. On CPU, small batches keep a batch's
 # activations inside the caches: seed-gap runs about 3,900 images/s at batch 32 but about 1,850
 # at batch 256, whose first-layer activations alone are over 100 MB (2-core AVX-512 Xeon,

@@ -24,13 +24,14 @@ from core.calibration import MIN_MISREAD, calibrate
 from core.checkpoint import (Checkpoint, CheckpointError, load_checkpoint, save_checkpoint,
                              with_model_settings)
 from core.config import LR_SCHEDULES, OPTIMIZERS, Config, dump_config
-from core.data import CaptchaDataset, Item, make_loader, scan_folder
+from core.data import CaptchaDataset, Item, MemoryDataset, hold_in_memory, make_loader, scan_folder
 from core.discover import DiscoveryError, discover_folder
 from core.engine import Metrics, evaluate
 from core.files import atomic_write, write_csv
 from core.labels import build_codec
 from core.models import ModelSpec, available_models, build_model, codec_kind, count_parameters
 from core.progress import progress
+from core.runtime import resolve_workers
 from core.review import CorrectionsError, apply_corrections, read_corrections
 from core.training import (EPOCH_COLUMNS, EpochResult, ResumeError, fit, load_training_state,
                            save_training_state, split_items, training_fingerprint)
@@ -190,10 +191,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"training {cfg.model.arch} ({count_parameters(model):,} parameters) on "
           f"{len(train_items)} images, validating on {len(val_items)}, device {device}")
 
-    def loader(items: list[Item], folder: str, shuffle: bool, batch_size: int):
-        return make_loader(CaptchaDataset(folder, items, codec, cfg.image), batch_size,
-                           cfg.runtime.workers, device, shuffle=shuffle, seed=cfg.train.seed,
-                           persistent=True)
+    hold, why = hold_in_memory(cfg.runtime.in_memory, len(items), cfg.image)
+    print(("holding the decoded images in memory" if hold else "decoding the images every "
+           "epoch") + f" ({why})")
+
+    def loader(items: list[Item], folder: str, shuffle: bool, batch_size: int,
+               held: bool = False):
+        dataset, workers = CaptchaDataset(folder, items, codec, cfg.image), cfg.runtime.workers
+        if held:  # decoded once, on every core; then batches are copies in this process
+            dataset, workers = MemoryDataset(dataset, resolve_workers(workers)), 0
+        return make_loader(dataset, batch_size, workers, device, shuffle=shuffle,
+                           seed=cfg.train.seed, persistent=True)
 
     output = Path(args.output)
     history_csv = output.with_suffix(".history.csv")
@@ -245,8 +253,9 @@ def main(argv: list[str] | None = None) -> None:
           + (" (train.epochs auto)" if cfg.train.epochs == "auto" else ""))
     print("epoch\ttrain loss\tval loss\tchars ok (%)\tcaptchas ok (%)")
     start = time.monotonic()
-    val_loader = loader(val_items, args.input, False, cfg.runtime.batch_size)
-    result = fit(model, loader(train_items, args.input, True, cfg.train.batch_size), val_loader,
+    val_loader = loader(val_items, args.input, False, cfg.runtime.batch_size, hold)
+    result = fit(model, loader(train_items, args.input, True, cfg.train.batch_size, hold),
+                 val_loader,
                  codec, device, epochs, cfg.train.lr, cfg.train.lr_schedule,
                  on_epoch=on_epoch, progress=progress, augment=build_augment(cfg.augment),
                  optimizer=cfg.train.optimizer, weight_decay=cfg.train.weight_decay,

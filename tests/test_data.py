@@ -7,10 +7,12 @@ import torch
 
 from torch.utils.data import Subset
 
-from core.data import CaptchaDataset, list_files, make_loader, scan_folder
+import core.data
+from core.data import (CaptchaDataset, MemoryDataset, hold_in_memory, list_files, make_loader,
+                       scan_folder)
 from core.labels import IGNORE, build_codec
 from core.models import ModelSpec, build_model, for_inference
-from core.runtime import keep_freed_memory
+from core.runtime import available_memory, keep_freed_memory
 from tests.conftest import refuse_to_list
 
 
@@ -154,3 +156,50 @@ def test_handing_batches_over_does_not_grow_the_workers_memory(captcha_dir, cfg)
     before = rss_mib()
     hand_over(150)
     assert rss_mib() - before < 40, "memory grew while handing batches over"
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_images_held_in_memory_give_the_batches_decoding_gives(captcha_dir, cfg, tmp_path,
+                                                                workers):
+    good = sorted(captcha_dir.iterdir())[:5]
+    for p in good:
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    (tmp_path / "broken_x.png").write_bytes(b"not a png")
+    (tmp_path / "unlabelled.png").write_bytes(good[1].read_bytes())
+    items = scan_folder(tmp_path, cfg.labels)
+    dataset = CaptchaDataset(tmp_path, items, build_codec(cfg.labels), cfg.image)
+    held = MemoryDataset(dataset, workers)
+    assert len(held) == len(dataset) == 7
+    order = [6, 2, 0, 5, 1, 4, 3]
+    a, b = dataset.__getitems__(order), held.__getitems__(order)
+    assert torch.equal(a["image"], b["image"]) and a["image"].stride() == b["image"].stride()
+    for key in ("target", "index", "resized"):
+        assert a[key].tolist() == b[key].tolist(), key
+    assert a["error"] == b["error"] and sum(1 for e in b["error"] if e) == 1
+    # through the loader the job uses, shuffled: the same batches as from the files
+    batches = [make_loader(d, 3, 0, torch.device("cpu"), shuffle=True, seed=5)
+               for d in (dataset, held)]
+    for x, y in zip(*batches):
+        assert torch.equal(x["image"], y["image"]) and torch.equal(x["index"], y["index"])
+        assert torch.equal(x["target"], y["target"]) and x["error"] == y["error"]
+
+
+def test_holding_in_memory_is_decided_by_the_setting_or_the_memory_available(cfg, monkeypatch):
+    need = MemoryDataset.nbytes(1000, cfg.image)
+    assert need == 1000 * cfg.image.height * cfg.image.width * 3
+    assert hold_in_memory(True, 1000, cfg.image)[0] is True
+    assert hold_in_memory(False, 1000, cfg.image)[0] is False
+    monkeypatch.setattr(core.data, "available_memory", lambda: 4 * need)
+    assert hold_in_memory("auto", 1000, cfg.image)[0] is True
+    monkeypatch.setattr(core.data, "available_memory", lambda: 4 * need - 1)
+    hold, why = hold_in_memory("auto", 1000, cfg.image)
+    assert not hold and "over a quarter" in why
+    monkeypatch.setattr(core.data, "available_memory", lambda: None)
+    assert hold_in_memory("auto", 1000, cfg.image)[0] is False
+
+
+def test_available_memory_is_a_plausible_number_of_bytes():
+    available = available_memory()
+    if available is None:
+        pytest.skip("this system tells neither MemAvailable nor its free pages")
+    assert 2**20 < available < 2**50

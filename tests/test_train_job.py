@@ -218,3 +218,20 @@ def test_resume_refuses_a_state_written_for_other_images(short_labels, tmp_path)
     proc = run("jobs.train", "--input", str(short_labels), "--output", str(model), "--epochs",
                "2", "--workers", "0", "--resume", ok=False)
     assert proc.returncode == 2 and "changed since it was written" in proc.stderr
+
+
+def test_holding_the_images_in_memory_trains_exactly_as_decoding_them_every_epoch(
+        short_labels, tmp_path):
+    histories = {}
+    for hold in ("true", "false"):
+        (tmp_path / f"{hold}.yaml").write_text(
+            f"image:\n  height: 24\nruntime:\n  in_memory: {hold}\n")
+        model = tmp_path / f"{hold}.pt"
+        proc = run("jobs.train", "--input", str(short_labels), "--output", str(model),
+                   "--epochs", "2", "--workers", "0", "--config", str(tmp_path / f"{hold}.yaml"))
+        said = ("holding the decoded images in memory (runtime.in_memory: true"
+                if hold == "true" else "decoding the images every epoch (runtime.in_memory: false")
+        assert said in proc.stdout
+        with open(model.with_suffix(".history.csv")) as f:
+            histories[hold] = [(r["train_loss"], r["val_loss"]) for r in csv.DictReader(f)]
+    assert len(histories["true"]) == 2 and histories["true"] == histories["false"]
