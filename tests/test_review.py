@@ -4,10 +4,12 @@ import copy
 import math
 import os
 
+import numpy as np
 import pytest
 import torch
 
-from core.calibration import CalibrationBins, calibrate, fit_temperature, scaled_ece
+from core.calibration import (CalibrationBins, calibrate, fit_temperature, reading_loss,
+                              scaled_ece)
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.config import LabelConfig
 from core.data import CaptchaDataset, make_loader, scan_folder
@@ -133,3 +135,36 @@ def test_temperature_is_stored_and_folded_into_prediction(tmp_path, cfg):
     with torch.no_grad():
         plain, scaled = for_inference(hot.model)(x), for_inference(hot.model, hot.temperature)(x)
     torch.testing.assert_close(scaled, plain / 2.5, rtol=1e-4, atol=1e-4)
+
+
+def test_the_fitted_temperature_is_where_confidence_best_predicts_a_right_reading():
+    # A sequence model's label likelihood and its readings' confidence part ways: the fit is
+    # judged on the second. Readings drawn from softmax(z) frame by frame (CTC); a model
+    # reporting 2z is sure of them by exactly a factor 2.
+    torch.manual_seed(3)
+    codec = build_codec(LabelConfig(alphabet="ABC", length="1-6"), "ctc")
+    z = torch.randn(3000, 6, 4) * 1.5
+    paths = torch.distributions.Categorical(logits=z).sample().tolist()
+    labels = ["".join("ABC"[k - 1] for i, k in enumerate(p) if k and (i == 0 or k != p[i - 1]))
+              for p in paths]
+    keep = [i for i, text in enumerate(labels) if text]
+    targets = torch.as_tensor(np.stack([codec.encode(labels[i]) for i in keep]))
+    logits = 2 * z[keep]
+    t = fit_temperature(logits, targets, codec)
+    assert t == pytest.approx(2.0, rel=0.15)
+    truth = [labels[i] for i in keep]
+    best = reading_loss(logits, truth, codec, t)
+    assert best < reading_loss(logits, truth, codec, t * 1.1)
+    assert best < reading_loss(logits, truth, codec, t / 1.1)
+    assert scaled_ece(logits, targets, codec, t, 15) < scaled_ece(logits, targets, codec, 1.0, 15)
+
+
+def test_the_fit_follows_the_readings_not_the_labels_likelihood():
+    # Every captcha read "A" with confidence 0.6, and 60 % are A: calibrated as it stands.
+    # The other 40 % are labelled C, which the model gives 1 %: their likelihood alone would
+    # call for a much softer model, but softening it would make "A" less sure than it is right.
+    codec = build_codec(LabelConfig(alphabet="ABC", length=1))
+    logits = torch.log(torch.tensor([0.6, 0.39, 0.01])).repeat(1000, 1, 1)
+    targets = torch.tensor([[0]] * 600 + [[2]] * 400)
+    assert codec.loss(logits / 2, targets) < codec.loss(logits, targets)   # likelihood: T > 1
+    assert fit_temperature(logits, targets, codec) == pytest.approx(1.0, abs=0.02)
