@@ -22,7 +22,12 @@ one line per finding, for the training job to print.
   height of SEQUENCE_HEIGHT at their median aspect ratio (core.images.fit_size), small images
   scaled up: thin strokes need the pixels (72x24 captchas read at 72x24, a frame then 4 pixels
   of it, lost one of their doubled letters in 9 of 289 test images, every error of that run);
-  a per-position model reads them at their median size.
+  but at most SEQUENCE_CHAR_WIDTH pixels wide per character of the longest label, wider images
+  squeezed to that. CTC starts by reading every frame as the blank and leaves that start the
+  later the more frames there are per character: our generator's 284x46 captchas (4 small
+  characters over half the width) read at 296x48, 37 frames for 4 characters, never left it in
+  4,800 steps; squeezed to 128x48 (16 frames) they left it after ~1,200 in the same schedule,
+  at half the cost per step. A per-position model reads them at their median size.
 """
 from __future__ import annotations
 
@@ -43,6 +48,8 @@ SEPARATORS = ("_", "-", ".", " ", "+", "~", "#", "=", ",")
 NOISY_CASE = 0.25       # the rarer case, as a share of cased letters, at most this: folded away
 RARE_LENGTH = 0.01      # a label length fewer names than this share have: taken for a stray name
 SEQUENCE_HEIGHT = 48    # a sequence model's input height: tall enough for thin strokes
+SEQUENCE_CHAR_WIDTH = 32  # a sequence model's widest input per character of the longest label:
+                          # 4 of crnn's 8-pixel frames
 SAMPLE = 256
 
 
@@ -56,7 +63,7 @@ def discover_folder(folder: str | Path, labels: LabelConfig, image: ImageConfig,
     and a line per finding; DiscoveryError where the folder does not say enough."""
     paths = list_files(folder)
     labels, notes = discover_labels(image_names(paths), labels)
-    image, more = discover_image(folder, paths, image, sequence)
+    image, more = discover_image(folder, paths, image, sequence, labels.max_length)
     return labels, image, notes + more
 
 
@@ -140,8 +147,9 @@ def _fold(text: str, case: str) -> str:
 
 
 def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,
-                   sequence: bool) -> tuple[ImageConfig, list[str]]:
-    """`pinned` with its auto sides found from the images at `paths` (relative to `folder`)."""
+                   sequence: bool, max_length: int) -> tuple[ImageConfig, list[str]]:
+    """`pinned` with its auto sides found from the images at `paths` (relative to `folder`),
+    for labels of at most `max_length` characters."""
     if pinned.resolved:
         return pinned, []
     sizes = _sizes(folder, paths)
@@ -151,10 +159,16 @@ def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,
     height = statistics.median(h for h, _ in sizes)
     width = statistics.median(w for _, w in sizes)
     aspect = statistics.median(w / h for h, w in sizes)
+    capped = ""
     if sequence:
         model_height = pinned.height if pinned.height != AUTO else SEQUENCE_HEIGHT
-        model_width = pinned.width if pinned.width != AUTO else max(
-            8, round(model_height * aspect / 4) * 4)
+        model_width = pinned.width
+        if model_width == AUTO:
+            model_width = max(8, round(model_height * aspect / 4) * 4)
+            if model_width > SEQUENCE_CHAR_WIDTH * max_length:
+                model_width = SEQUENCE_CHAR_WIDTH * max_length
+                capped = (f" (squeezed from {round(model_height * aspect)} wide: at most "
+                          f"{SEQUENCE_CHAR_WIDTH} pixels per character of the longest label)")
     else:
         model_height = pinned.height if pinned.height != AUTO else round(height)
         model_width = pinned.width if pinned.width != AUTO else round(width)
@@ -163,7 +177,7 @@ def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,
     seen = (f"{spread[0][1]}x{spread[0][0]}" if len(spread) == 1 else
             f"{len(spread)} sizes, median {width:g}x{height:g}")
     return image, [f"images: {seen} (width x height, {len(sizes)} read); the model reads them at "
-                   f"{image.width}x{image.height}"]
+                   f"{image.width}x{image.height}{capped}"]
 
 
 def _sizes(folder: str | Path, paths: list[str]) -> list[tuple[int, int]]:

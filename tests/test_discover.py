@@ -74,20 +74,34 @@ def write_images(folder, sizes):
 
 def test_image_size_for_a_sequence_model_keeps_the_aspect_at_its_height(tmp_path):
     paths = write_images(tmp_path, [(50, 200)] * 5 + [(50, 180)] * 2)
-    image, notes = discover_image(tmp_path, paths, ImageConfig(), sequence=True)
+    image, notes = discover_image(tmp_path, paths, ImageConfig(), sequence=True, max_length=8)
     assert (image.height, image.width) == (48, 192)   # 200/50 at 48 high
     (tmp_path / "small").mkdir()
     small = write_images(tmp_path / "small", [(24, 72)] * 3)
-    image, _ = discover_image(tmp_path / "small", small, ImageConfig(), sequence=True)
+    image, _ = discover_image(tmp_path / "small", small, ImageConfig(), sequence=True, max_length=8)
     assert (image.height, image.width) == (48, 144)    # small images are scaled up
     assert "read" in notes[0]
 
 
+def test_a_sequence_model_reads_at_most_32_pixels_per_character(tmp_path):
+    # CTC leaves its all-blank start later the more frames per character: wide images with
+    # short labels are squeezed (284x46 with 4 characters: 128x48, not 296x48)
+    paths = write_images(tmp_path, [(46, 284)] * 3)
+    image, notes = discover_image(tmp_path, paths, ImageConfig(), sequence=True, max_length=4)
+    assert (image.height, image.width) == (48, 128)
+    assert "squeezed from 296 wide" in notes[0]
+    image, notes = discover_image(tmp_path, paths, ImageConfig(), sequence=True, max_length=10)
+    assert (image.height, image.width) == (48, 296) and "squeezed" not in notes[0]
+    pinned, _ = discover_image(tmp_path, paths, ImageConfig(width=280), sequence=True,
+                               max_length=4)
+    assert (pinned.height, pinned.width) == (48, 280)   # a pinned width is kept
+
+
 def test_image_size_for_a_per_position_model_is_the_median(tmp_path):
     paths = write_images(tmp_path, [(46, 284)] * 3 + [(40, 200)])
-    image, _ = discover_image(tmp_path, paths, ImageConfig(), sequence=False)
+    image, _ = discover_image(tmp_path, paths, ImageConfig(), sequence=False, max_length=4)
     assert (image.height, image.width) == (46, 284)
-    pinned, notes = discover_image(tmp_path, paths, ImageConfig(height=30, width=AUTO), False)
+    pinned, notes = discover_image(tmp_path, paths, ImageConfig(height=30, width=AUTO), False, 4)
     assert pinned.height == 30 and pinned.width == 284
 
 
