@@ -26,8 +26,10 @@ one line per finding, for the training job to print.
   squeezed to that. CTC starts by reading every frame as the blank and leaves that start the
   later the more frames there are per character: our generator's 284x46 captchas (4 small
   characters over half the width) read at 296x48, 37 frames for 4 characters, never left it in
-  4,800 steps; squeezed to 128x48 (16 frames) they left it after ~1,200 in the same schedule,
-  at half the cost per step. A per-position model reads them at their median size.
+  17 epochs of 9,000; at 160x48 (20 frames) the same job left it at epoch 8 (at 128x48, 16
+  frames, at epoch 5, but a 32-pixel cap also squeezed inefficacy_upper 276 -> 256 wide, and
+  that set's tightly spaced labels then read 25.8 % instead of 31-33.5 %; at 40 pixels none of
+  the four real sets is squeezed). A per-position model reads them at their median size.
 """
 from __future__ import annotations
 
@@ -48,8 +50,8 @@ SEPARATORS = ("_", "-", ".", " ", "+", "~", "#", "=", ",")
 NOISY_CASE = 0.25       # the rarer case, as a share of cased letters, at most this: folded away
 RARE_LENGTH = 0.01      # a label length fewer names than this share have: taken for a stray name
 SEQUENCE_HEIGHT = 48    # a sequence model's input height: tall enough for thin strokes
-SEQUENCE_CHAR_WIDTH = 32  # a sequence model's widest input per character of the longest label:
-                          # 4 of crnn's 8-pixel frames
+SEQUENCE_CHAR_WIDTH = 40  # a sequence model's widest input per character of the longest label:
+                          # 5 of crnn's 8-pixel frames
 SAMPLE = 256
 
 

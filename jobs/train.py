@@ -277,6 +277,8 @@ def main(argv: list[str] | None = None) -> None:
         f.write(dump_config(cfg))
     print(f"best epoch {result.best_epoch}: {100 * result.best.val_captcha_accuracy:.2f} % of "
           f"validation captchas; saved {output}")
+    if (warning := reads_nothing(result.best)) is not None:  # where a cron job's mail shows it
+        log.warning(warning)
     if args.test:
         test_items = scan_folder(args.test, cfg.labels)
         metrics = evaluate(model, loader(test_items, args.test, False, cfg.runtime.batch_size),
@@ -286,6 +288,15 @@ def main(argv: list[str] | None = None) -> None:
         print("loss\tchars ok (%)\tcaptchas ok (%)")
         print(test_row(metrics))
     state_path.unlink(missing_ok=True)   # finished: nothing left to resume
+
+
+def reads_nothing(best: EpochResult) -> str | None:
+    """A warning when the best epoch read no validation captcha whole, else None."""
+    if best.val_captchas_correct:
+        return None
+    return (f"the model reads none of the {best.val_images} validation captchas "
+            f"({100 * best.val_char_accuracy:.1f} % of their characters): train longer "
+            f"(--epochs), on more images, or check the labels")
 
 
 def _duration(seconds: float) -> str:

@@ -12,6 +12,8 @@ from core.checkpoint import load_checkpoint
 from core.config import ImageConfig, LabelConfig
 from core.data import CaptchaDataset, make_loader, scan_folder
 from core.generator import generate_folder
+from core.training import EpochResult
+from jobs.train import reads_nothing
 from tests.conftest import ROOT, read_csv
 
 
@@ -110,6 +112,21 @@ def test_init_fine_tunes_from_the_checkpoint_and_takes_its_architecture(trained,
     assert ckpt.arch == "seed"  # from the checkpoint, though the config names another network
     assert ckpt.summary["init"]["sha256"] == load_checkpoint(model).sha256
     assert ckpt.summary["augment"] is None   # --no-augment
+
+
+def test_a_model_that_reads_nothing_is_warned_about(trained, tmp_path):
+    tmp, _, _ = trained
+    # a rate too small to learn anything: no validation captcha read whole
+    proc = run("jobs.train", "--input", str(tmp / "data"), "--output", str(tmp_path / "m.pt"),
+               "--arch", "seed", "--epochs", "1", "--lr", "1e-12", "--workers", "0")
+    assert "WARNING the model reads none of the 30 validation captchas" in proc.stderr
+    assert (tmp_path / "m.pt").exists()   # still saved: the job did what it was asked
+    row = dict(epoch=1, train_loss=1.0, val_loss=1.0, val_chars_correct=100,
+               val_chars_total=120, val_char_accuracy=100 / 120, val_captchas_correct=0,
+               val_images=30, val_captcha_accuracy=0.0, seconds=1.0)
+    assert "83.3 % of their characters" in reads_nothing(EpochResult(**row))
+    assert reads_nothing(EpochResult(**{**row, "val_captchas_correct": 1,
+                                        "val_captcha_accuracy": 1 / 30})) is None
 
 
 def test_init_refuses_another_arch_and_a_broken_model(trained, tmp_path):
