@@ -23,13 +23,10 @@ one line per finding, for the training job to print.
   scaled up: thin strokes need the pixels (72x24 captchas read at 72x24, a frame then 4 pixels
   of it, lost one of their doubled letters in 9 of 289 test images, every error of that run);
   but at most SEQUENCE_CHAR_WIDTH pixels wide per character of the longest label, wider images
-  squeezed to that. CTC starts by reading every frame as the blank and leaves that start the
-  later the more frames there are per character: our generator's 284x46 captchas (4 small
-  characters over half the width) read at 296x48, 37 frames for 4 characters, never left it in
-  17 epochs of 9,000; at 160x48 (20 frames) the same job left it at epoch 8 (at 128x48, 16
-  frames, at epoch 5, but a 32-pixel cap also squeezed inefficacy_upper 276 -> 256 wide, and
-  that set's tightly spaced labels then read 25.8 % instead of 31-33.5 %; at 40 pixels none of
-  the four real sets is squeezed). A per-position model reads them at their median size.
+  squeezed to that: CTC leaves its all-blank start the later the more frames there are per
+  character (our generator's 284x46 captchas read at 296x48 never left it; at 160x48 they do;
+  a tighter cap cost inefficacy_upper accuracy: docs/accuracy.md, 2026-12-02). A
+  per-position model reads them at their median size.
 """
 from __future__ import annotations
 
@@ -166,11 +163,11 @@ def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,
         model_height = pinned.height if pinned.height != AUTO else SEQUENCE_HEIGHT
         model_width = pinned.width
         if model_width == AUTO:
-            model_width = max(8, round(model_height * aspect / 4) * 4)
-            if model_width > SEQUENCE_CHAR_WIDTH * max_length:
-                model_width = SEQUENCE_CHAR_WIDTH * max_length
-                capped = (f" (squeezed from {round(model_height * aspect)} wide: at most "
-                          f"{SEQUENCE_CHAR_WIDTH} pixels per character of the longest label)")
+            natural = max(8, round(model_height * aspect / 4) * 4)
+            model_width = min(natural, SEQUENCE_CHAR_WIDTH * max_length)
+            if model_width < natural:
+                capped = (f" (squeezed from {natural} wide: at most {SEQUENCE_CHAR_WIDTH} "
+                          f"pixels per character of the longest label)")
     else:
         model_height = pinned.height if pinned.height != AUTO else round(height)
         model_width = pinned.width if pinned.width != AUTO else round(width)
