@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.config import load_config  # noqa: E402
+from core.config import CAPTCHA_STYLES, load_config  # noqa: E402
 from core.generator import generate_folder  # noqa: E402
 from core.runtime import available_cores  # noqa: E402
 
@@ -40,7 +40,8 @@ def throughput(count: int, cfg) -> None:
         try:
             start = time.monotonic()
             n = generate_folder(out, count, seed=9, labels=cfg.generate.labels,
-                                image=cfg.generate.image, workers=workers)
+                                image=cfg.generate.image, workers=workers,
+                                style=cfg.generate.style)
             seconds = time.monotonic() - start
         finally:
             shutil.rmtree(out)
@@ -102,12 +103,14 @@ def against(rev: str, blocks: int, block: int, cfg) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10000)
+    parser.add_argument("--style", choices=CAPTCHA_STYLES, default=None,
+                        help="the captchas' look (default: generate.style)")
     parser.add_argument("--baseline", metavar="REV", default=None,
                         help="compare one captcha's cost with the generator at this revision")
     parser.add_argument("--blocks", type=int, default=10)
     parser.add_argument("--block", type=int, default=200)
     args = parser.parse_args()
-    cfg = load_config()
+    cfg = load_config(overrides={"generate.style": args.style})
     print(f"machine: {platform.processor() or platform.machine()}, {available_cores()} cores, "
           f"python {platform.python_version()}")
     if args.baseline:

@@ -29,6 +29,7 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 CASE_FOLDS = ("upper", "lower", "none")
 LR_SCHEDULES = ("constant", "cosine", "warmup-cosine")
 OPTIMIZERS = ("adam", "adamw")
+CAPTCHA_STYLES = ("classic", "seed2016")   # generate.style (core.generator, core.seed_style)
 AUTO = "auto"
 # Settings that may be "auto" besides a value of their type: what it means is decided where the
 # setting is used (the number of epochs from the number of images, the alphabet from the file
@@ -150,6 +151,7 @@ class GenerateConfig:
     length: int = 4
     height: int = 46
     width: int = 284
+    style: str = "classic"
 
     @property
     def labels(self) -> LabelConfig:
@@ -337,6 +339,9 @@ def _check_values(cfg: Config) -> None:
                                        f"got {cfg.train.lr_schedule!r}")
     if cfg.train.lr <= 0:
         raise bad("train.lr", f"must be positive, got {cfg.train.lr}")
+    if cfg.generate.style not in CAPTCHA_STYLES:
+        raise bad("generate.style", f"must be one of {', '.join(CAPTCHA_STYLES)}, "
+                                    f"got {cfg.generate.style!r}")
     if cfg.train.optimizer not in OPTIMIZERS:
         raise bad("train.optimizer", f"must be one of {', '.join(OPTIMIZERS)}, "
                                      f"got {cfg.train.optimizer!r}")

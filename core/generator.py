@@ -42,7 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import ImageConfig, LabelConfig
+from .config import CAPTCHA_STYLES, ImageConfig, LabelConfig
 from .images import write_png
 from .runtime import keep_freed_memory, resolve_workers
 
@@ -95,11 +95,24 @@ def random_label(rng: np.random.Generator, labels: LabelConfig) -> str:
     return "".join(alphabet[i] for i in rng.integers(0, len(alphabet), length))
 
 
-def render_captcha(text: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """One captcha showing `text`, as an RGB uint8 array of (height, width, 3)."""
+
+
+def render_captcha(text: str, rng: np.random.Generator, height: int, width: int,
+                   style: str = "classic") -> np.ndarray:
+    """One captcha showing `text`, as an RGB uint8 array of (height, width, 3), in `style`."""
+    if style == "seed2016":
+        from .seed_style import render   # it draws with this module's toolkit
+        return render(text, rng, height, width)
+    _check_style(style)
     _, _, image = text_layers(text, rng, height, width)
     _scatter_clutter(image, rng, height, width)
     return _degrade(image, rng)
+
+
+def _check_style(style: str) -> None:
+    if style not in CAPTCHA_STYLES:
+        raise ValueError(f"unknown captcha style {style!r}; available: "
+                         f"{', '.join(CAPTCHA_STYLES)}")
 
 
 def text_layers(text: str, rng: np.random.Generator, height: int,
@@ -114,11 +127,11 @@ def text_layers(text: str, rng: np.random.Generator, height: int,
     return background, mask, _draw_text(background, coverage, mask, rng)
 
 
-def generate_one(index: int, seed: int, labels: LabelConfig,
-                 image: ImageConfig) -> tuple[str, np.ndarray]:
+def generate_one(index: int, seed: int, labels: LabelConfig, image: ImageConfig,
+                 style: str = "classic") -> tuple[str, np.ndarray]:
     rng = np.random.default_rng([seed, index])
     text = random_label(rng, labels)
-    return text, render_captcha(text, rng, image.height, image.width)
+    return text, render_captcha(text, rng, image.height, image.width, style)
 
 
 def file_name(text: str, index: int, count: int) -> str:
@@ -126,8 +139,9 @@ def file_name(text: str, index: int, count: int) -> str:
 
 
 def generate_folder(output: str | Path, count: int, seed: int, labels: LabelConfig,
-                    image: ImageConfig, workers: int = -1) -> int:
+                    image: ImageConfig, workers: int = -1, style: str = "classic") -> int:
     """Write `count` captchas named LABEL_index.png into `output`; returns how many."""
+    _check_style(style)
     from joblib import Parallel, delayed
 
     output = Path(output)
@@ -135,10 +149,11 @@ def generate_folder(output: str | Path, count: int, seed: int, labels: LabelConf
     workers = max(1, resolve_workers(workers))
     chunks = _chunks(count, workers * 4)
     if workers == 1:
-        done = [_write_range(str(output), lo, hi, count, seed, labels, image) for lo, hi in chunks]
+        done = [_write_range(str(output), lo, hi, count, seed, labels, image, style)
+                for lo, hi in chunks]
     else:
         done = Parallel(n_jobs=workers)(
-            delayed(_write_range)(str(output), lo, hi, count, seed, labels, image)
+            delayed(_write_range)(str(output), lo, hi, count, seed, labels, image, style)
             for lo, hi in chunks)
     return sum(done)
 
@@ -184,11 +199,11 @@ def _chunks(count: int, parts: int) -> list[tuple[int, int]]:
 
 
 def _write_range(output: str, lo: int, hi: int, count: int, seed: int, labels: LabelConfig,
-                 image: ImageConfig) -> int:
+                 image: ImageConfig, style: str) -> int:
     cv2.setNumThreads(1)
     keep_freed_memory()   # a captcha's float temporaries would page-fault in afresh each time
     for index in range(lo, hi):
-        text, pixels = generate_one(index, seed, labels, image)
+        text, pixels = generate_one(index, seed, labels, image, style)
         write_png(os.path.join(output, file_name(text, index, count)), pixels)
     return hi - lo
 
@@ -212,9 +227,15 @@ _HSV_LOW, _HSV_SPAN = np.array([0, 110, 60]), np.array([180, 145, 180])
 
 def _random_colours(rng: np.random.Generator, n: int) -> np.ndarray:
     """n saturated colours in many hues (HSV drawn, OpenCV's 8-bit convention), as (n, 3) RGB
-    levels 0-255: integer-valued float64. Converted here rather than by cv2.cvtColor, whose SIMD
-    paths round some levels differently from one CPU to the next."""
-    hsv = np.floor(rng.random((n, 3)) * _HSV_SPAN + _HSV_LOW)   # hue 0-179, s 110-254, v 60-239
+    levels 0-255: integer-valued float64."""
+    return _hsv_to_rgb(np.floor(rng.random((n, 3)) * _HSV_SPAN + _HSV_LOW))  # s 110-254, v 60-239
+
+
+def _hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
+    """(n, 3) integer HSV levels (OpenCV's 8-bit convention: hue 0-179) as (n, 3) RGB levels
+    0-255, integer-valued float64. Converted here rather than by cv2.cvtColor, whose SIMD paths
+    round some levels differently from one CPU to the next."""
+    n = len(hsv)
     hue = hsv[:, 0] / 30
     sector = np.floor(hue)
     f = (hue - sector)[:, None] * (0, 1, 0, -1) + (0, 0, 1, 1)
@@ -327,6 +348,14 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         level = _uniform(rng, 0.75, 0.95) * ceiling
     else:
         level = _uniform(rng, 0.25, 0.6)
+    return _settle(image, rng, sigma, level)
+
+
+def _settle(image: np.ndarray, rng: np.random.Generator, sigma: float,
+            level: float) -> np.ndarray:
+    """A drawn background (float32 RGB) brought to the mean `level`, blurred by `sigma` and
+    its highlights held below the text's white by a margin of at least _MIN_CONTRAST."""
+    ceiling = _TEXT_WHITE - _MIN_CONTRAST
     np.maximum(image, 0, out=image)   # the bicubic blobs overshoot a little below zero
     mean = sum(cv2.sumElems(_to_levels(image))) / (image.size * 255)
     # Scaled to its mean level as 8-bit levels, then blurred (the blur keeps the mean).
@@ -360,6 +389,13 @@ def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int
     centre = (pad + tw / 2, pad + baseline - th / 2)
     canvas = _rotate(canvas, centre, _uniform(rng, -_MAX_ROTATION_DEG, _MAX_ROTATION_DEG),
                      _WIDTH_FACTOR.get(char, 1.0))
+    return _ink_columns(canvas, h, pad, tw, th)
+
+
+def _ink_columns(canvas: np.ndarray, h: int, pad: int, tw: int,
+                 th: int) -> tuple[np.ndarray, int]:
+    """A glyph drawn and turned on a canvas padded by `pad` all round, as the (h, width) mask
+    of its ink's columns, the whole glyph inside the h rows; and its ink height `th`."""
     # The ink's bounding box: the pixels above 40.
     x, y, ink_w, ink_h = cv2.boundingRect(cv2.threshold(canvas, 40, 255, cv2.THRESH_BINARY)[1])
     if ink_w == 0:
@@ -427,9 +463,18 @@ def _text_mask(text: str, rng: np.random.Generator, h: int, w: int) -> np.ndarra
     gap = (target - sum(widths)) / max(1, len(glyphs) - 1)
     gaps = [int(round(min(max(gap + _uniform(rng, -0.1, 0.1) * th, -0.08 * th), 0.6 * th)))
             for _, th in glyphs[:-1]] + [0]
+    return _lay_out([g for g, _ in glyphs], gaps, left, h, w)
+
+
+def _lay_out(glyphs: list[np.ndarray], gaps: list[int], left: int, h: int,
+             w: int) -> np.ndarray:
+    """Glyph masks (h rows each) side by side from column `left`, each followed by its gap in
+    pixels (negative: overlapping, ink merged by its maximum), as the (h, w) coverage; shrunk
+    evenly, aspect kept, where they would run past the right edge."""
+    widths = [g.shape[1] for g in glyphs]
     strip = np.zeros((h, max(1, sum(widths) + sum(max(0, g) for g in gaps))), np.uint8)
     x = 0
-    for (g, _), gap_px in zip(glyphs, gaps):
+    for g, gap_px in zip(glyphs, gaps):
         np.maximum(strip[:, x:x + g.shape[1]], g, out=strip[:, x:x + g.shape[1]])
         x = max(0, x + g.shape[1] + gap_px)
     strip = strip[:, :max(1, x)]

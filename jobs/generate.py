@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from core.config import CAPTCHA_STYLES
 from core.generator import generate_folder, generate_one, preview_grid
 from core.images import write_png
 from jobs.common import add_config_arg, fail, job_config, setup_logging
@@ -20,6 +21,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="the same seed gives the same files (default: 0)")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes, -1: one per core (default: generate.workers)")
+    parser.add_argument("--style", choices=CAPTCHA_STYLES, default=None,
+                        help="the captchas' look: classic, or seed2016 (the seed's real "
+                             "captchas as they look); default: generate.style")
     add_config_arg(parser)
     parser.add_argument("--preview", default=None, metavar="PNG",
                         help="also write a grid of the first 24 captchas to this PNG")
@@ -27,14 +31,15 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     if args.count < 1:
         fail(f"--count must be at least 1, got {args.count}")
-    cfg = job_config(args, {"generate.workers": args.workers})
+    cfg = job_config(args, {"generate.workers": args.workers, "generate.style": args.style})
     start = time.monotonic()
     gen = cfg.generate
     written = generate_folder(args.output, args.count, args.seed, gen.labels, gen.image,
-                              gen.workers)
+                              gen.workers, gen.style)
     seconds = time.monotonic() - start
     if args.preview:
-        shown = [generate_one(i, args.seed, gen.labels, gen.image) for i in range(min(24, args.count))]
+        shown = [generate_one(i, args.seed, gen.labels, gen.image, gen.style)
+                 for i in range(min(24, args.count))]
         write_png(args.preview, preview_grid([s[1] for s in shown], [s[0] for s in shown]))
     print(f"wrote {written} captchas to {args.output} in {seconds:.1f} s "
           f"({written / seconds:.0f} images/s)")

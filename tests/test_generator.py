@@ -6,8 +6,9 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 
-from core.config import ImageConfig, LabelConfig
+from core.config import CAPTCHA_STYLES, ImageConfig, LabelConfig
 from core import generator
 from core.generator import (file_name, generate_folder, generate_one, plant_wrong_labels,
                             random_label, text_layers)
@@ -138,7 +139,8 @@ _DRAW = ("import hashlib, sys\n"
          "cfg = load_config()\n"
          "digest = hashlib.sha256()\n"
          "for index in range(int(sys.argv[1])):\n"
-         "    text, pixels = generate_one(index, 23, cfg.generate.labels, cfg.generate.image)\n"
+         "    text, pixels = generate_one(index, 23, cfg.generate.labels, cfg.generate.image,\n"
+         "                                sys.argv[2])\n"
          "    digest.update(text.encode() + pixels.tobytes())\n"
          "print(digest.hexdigest())\n")
 
@@ -148,20 +150,21 @@ def _numpy_simd() -> str:
     return " ".join(f for f in __cpu_dispatch__ if __cpu_features__.get(f))
 
 
-def test_drawing_does_not_depend_on_the_cpus_simd_code():
+@pytest.mark.parametrize("style", CAPTCHA_STYLES)
+def test_drawing_does_not_depend_on_the_cpus_simd_code(style):
     # A machine with other CPU features runs other code in OpenCV, IPP, OpenBLAS and numpy. Each
     # lets its CPU-specific code be turned off: the captchas must not change when it is. (The
     # generator as it was before it avoided OpenCV's float paths failed this with OpenCV's AVX2
     # or IPP turned off.)
     count = "40"
-    reference = subprocess.run([sys.executable, "-c", _DRAW, count], cwd=ROOT,
+    reference = subprocess.run([sys.executable, "-c", _DRAW, count, style], cwd=ROOT,
                                capture_output=True, text=True, check=True).stdout
     core_type = "Prescott" if platform.machine() in ("x86_64", "AMD64") else "ARMV8"
     variants = {"OPENCV_CPU_DISABLE": _OPENCV_SIMD, "OPENCV_IPP": "disabled",
                 "OPENBLAS_CORETYPE": core_type, "NPY_DISABLE_CPU_FEATURES": _numpy_simd()}
     for name, value in variants.items():
         env = {**os.environ, name: value}
-        out = subprocess.run([sys.executable, "-c", _DRAW, count], cwd=ROOT, env=env,
+        out = subprocess.run([sys.executable, "-c", _DRAW, count, style], cwd=ROOT, env=env,
                              capture_output=True, text=True, check=True)
         assert out.stdout == reference, (name, value, out.stderr[-500:])
 
