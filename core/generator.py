@@ -1,4 +1,6 @@
-"""Synthetic captchas in the style of the seed post's (its real images are not available).
+"""Synthetic captchas in the seed post's style: the classic look, drawn here before any of the
+seed's real captchas were available, and (generate.style: seed2016, core.seed_style, drawn with
+this module's toolkit) the look of the real ones, measured in docs/style.md.
 
     image = render_captcha("AB12", np.random.default_rng([seed, index]), height, width)
     written = generate_folder("data/train", count=8000, seed=1, labels=cfg.labels,
@@ -93,8 +95,6 @@ def random_label(rng: np.random.Generator, labels: LabelConfig) -> str:
     if not labels.fixed_length:
         length = _integer(rng, labels.min_length, labels.max_length + 1)
     return "".join(alphabet[i] for i in rng.integers(0, len(alphabet), length))
-
-
 
 
 def render_captcha(text: str, rng: np.random.Generator, height: int, width: int,
