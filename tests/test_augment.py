@@ -121,6 +121,7 @@ def test_disabled_means_no_augmentation():
     assert isinstance(build_augment(AugmentConfig()), Augment)
 
 
+@pytest.mark.slow
 def test_training_feeds_the_model_the_augmented_batch(captcha_dir, cfg):
     codec = build_codec(cfg.labels)
     items = scan_folder(captcha_dir, cfg.labels)[:8]

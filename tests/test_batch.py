@@ -119,6 +119,7 @@ def test_confusion_counts_every_misread_character(first_run):
     assert counts == sorted(counts, reverse=True)
 
 
+@pytest.mark.slow
 def test_history_gains_a_row_per_run_and_latest_follows(first_run, input_dir, model):
     root, _ = first_run
     assert [r["run_id"] for r in read_csv(root / "history.csv")] == ["night1"]
@@ -130,6 +131,7 @@ def test_history_gains_a_row_per_run_and_latest_follows(first_run, input_dir, mo
     assert (root / "night2" / "config.yaml").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing", "empty", "mismatched", "unreadable", "rerun"])
 def test_unusable_inputs_exit_2_with_one_line(tmp_path, first_run, input_dir, model, cfg, case):
     root, _ = first_run

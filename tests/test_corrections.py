@@ -15,6 +15,8 @@ from core.generator import generate_folder
 from core.review import CorrectionsError, read_corrections
 from tests.conftest import ROOT, read_csv, run_batch
 
+pytestmark = pytest.mark.slow   # jobs run end to end, models trained: pytest -m 'not slow' skips it
+
 BUNDLED = ROOT / "models" / "default.pt"
 
 

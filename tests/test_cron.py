@@ -18,6 +18,8 @@ from core.labels import build_codec
 from core.models import ModelSpec, build_model
 from tests.conftest import ROOT, read_csv, run_batch
 
+pytestmark = pytest.mark.slow   # jobs run end to end, models trained: pytest -m 'not slow' skips it
+
 HOLD_LOCK = ("import sys, time\n"
              "from core.lock import exclusive_lock\n"
              "with exclusive_lock(sys.argv[1]):\n"

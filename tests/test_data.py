@@ -129,6 +129,7 @@ def test_a_folder_that_cannot_be_listed_is_named_in_a_warning(tmp_path, cfg, mon
     assert "Permission denied" in caplog.text
 
 
+@pytest.mark.slow
 def test_handing_batches_over_does_not_grow_the_workers_memory(captcha_dir, cfg):
     # What a DataLoader worker does with each batch: build it, then pickle it for the main
     # process (which moves its images to shared memory). Filling a torch.empty batch through a

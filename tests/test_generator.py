@@ -150,6 +150,7 @@ def _numpy_simd() -> str:
     return " ".join(f for f in __cpu_dispatch__ if __cpu_features__.get(f))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", CAPTCHA_STYLES)
 def test_drawing_does_not_depend_on_the_cpus_simd_code(style):
     # A machine with other CPU features runs other code in OpenCV, IPP, OpenBLAS and numpy. Each

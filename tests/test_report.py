@@ -13,6 +13,8 @@ from core.images import read_image
 from core.report import _thumbnail, write_report
 from tests.conftest import read_csv, run_batch
 
+pytestmark = pytest.mark.slow   # jobs run end to end, models trained: pytest -m 'not slow' skips it
+
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

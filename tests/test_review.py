@@ -18,6 +18,8 @@ from core.labels import build_codec
 from core.models import for_inference
 from tests.conftest import ROOT, read_csv, run_batch
 
+pytestmark = pytest.mark.slow   # jobs run end to end, models trained: pytest -m 'not slow' skips it
+
 BUNDLED = ROOT / "models" / "default.pt"
 
 

@@ -11,6 +11,7 @@ from core.runtime import freeze_loaded_objects
 from tests.conftest import read_csv
 
 
+@pytest.mark.slow
 def test_kept_memory_stops_page_faults_per_batch():
     # Minor page faults per inference batch of seed-pos at the CPU batch size, in fresh
     # processes. Whether glibc's defaults fault depends on the heap's history (seen: 6,909,

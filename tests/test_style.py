@@ -90,6 +90,7 @@ def test_summary_and_ks_distance():
     assert np.isnan(ks_distance([], [1]))
 
 
+@pytest.mark.slow
 def test_style_gap_measures_only_the_files_a_pattern_names(tmp_path):
     real, other = tmp_path / "real", tmp_path / "other"
     real.mkdir()

@@ -16,6 +16,8 @@ from core.training import EpochResult
 from jobs.train import reads_nothing
 from tests.conftest import ROOT, read_csv
 
+pytestmark = pytest.mark.slow   # jobs run end to end, models trained: pytest -m 'not slow' skips it
+
 
 def run(*args, ok=True):
     proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True,

@@ -91,6 +91,7 @@ def test_evaluate_scores_labelled_readable_images_only(tmp_path, cfg):
     assert math.isclose(m.loss, 20 / 3, rel_tol=1e-3)
 
 
+@pytest.mark.slow
 def test_train_one_epoch_learns(captcha_dir, cfg):
     codec = build_codec(cfg.labels)
     items = scan_folder(captcha_dir, cfg.labels)[:32]
