@@ -1,5 +1,6 @@
 import csv
 import dataclasses
+import logging
 import os
 import subprocess
 import sys
@@ -40,6 +41,31 @@ def refuse_to_list(monkeypatch, name: str) -> None:
 def read_csv(path):
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+def _ours(handlers: list[logging.Handler]) -> list[logging.Handler]:
+    """The handlers that are not pytest's own log capturing."""
+    return [h for h in handlers if not type(h).__module__.startswith("_pytest")]
+
+
+@pytest.fixture(autouse=True)
+def _process_state_restored():
+    """What a test changes in this process's shared state is put back after it: torch's thread
+    count and the root logger's level and handlers (a job run in-process sets all three; the
+    next test would otherwise run on one thread, or log twice). pytest's capturing handlers,
+    which it adds and removes around each phase itself, are left to it."""
+    threads = torch.get_num_threads()
+    root = logging.getLogger()
+    handlers, level = _ours(root.handlers), root.level
+    yield
+    torch.set_num_threads(threads)
+    root.setLevel(level)
+    for handler in _ours(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
 
 
 @pytest.fixture(scope="session")
