@@ -116,13 +116,9 @@ def test_share_changes_that_fraction_of_the_images_and_passes_the_rest_exactly()
         assert int((~exact).sum()) == pytest.approx(share * 400, abs=40)
 
 
-def test_disabled_means_no_augmentation():
-    assert build_augment(dataclasses.replace(AugmentConfig(), enabled=False)) is None
-    assert isinstance(build_augment(AugmentConfig()), Augment)
-
-
-@pytest.mark.slow
-def test_training_feeds_the_model_the_augmented_batch(captcha_dir, cfg):
+def _probe_training(captcha_dir, cfg, augment):
+    """The batches a model is fed by one epoch of train_one_epoch over 8 captchas with
+    `augment`, and the batch as the loader read it."""
     codec = build_codec(cfg.labels)
     items = scan_folder(captcha_dir, cfg.labels)[:8]
     loader = make_loader(CaptchaDataset(captcha_dir, items, codec, cfg.image), 8, 0, CPU)
@@ -139,8 +135,23 @@ def test_training_feeds_the_model_the_augmented_batch(captcha_dir, cfg):
 
     model = Probe()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    train_one_epoch(model, loader, codec, optimizer, CPU, augment=lambda x: torch.zeros_like(x) + 7)
+    train_one_epoch(model, loader, codec, optimizer, CPU, augment=augment)
+    return seen, next(iter(loader))["image"]
+
+
+def test_training_feeds_the_model_the_augmented_batch(captcha_dir, cfg):
+    seen, _ = _probe_training(captcha_dir, cfg, augment=lambda x: torch.zeros_like(x) + 7)
     assert len(seen) == 1 and torch.all(seen[0] == 7)
+    # the job's own augmentation, every image drawn for it: none reaches the model as read
+    seen, read = _probe_training(captcha_dir, cfg, build_augment(
+        dataclasses.replace(AugmentConfig(), share=1.0)))
+    assert not any(torch.equal(a.float(), b.float()) for a, b in zip(seen[0], read))
+
+
+def test_disabled_augmentation_feeds_the_images_as_read(captcha_dir, cfg):
+    seen, read = _probe_training(captcha_dir, cfg, build_augment(
+        dataclasses.replace(AugmentConfig(), enabled=False)))
+    assert len(seen) == 1 and torch.equal(seen[0].float(), read.float())
 
 
 def test_shear_slants_a_vertical_stroke_by_the_fraction_of_the_height():

@@ -3,8 +3,9 @@ import torch
 
 from core.config import ImageConfig, LabelConfig, load_config
 from core.labels import build_codec
-from core.models import (MaxPool2x2, ModelSpec, RawInputConv, available_models, build_model,
-                         codec_kind, count_parameters, for_inference, normalise)
+from core.models import (INPUT_SCALE, INPUT_SHIFT, MaxPool2x2, ModelSpec, RawInputConv,
+                         available_models, build_model, codec_kind, count_parameters,
+                         for_inference, normalise)
 
 
 SEED = load_config(None).generate   # the seed's alphabet, length and size
@@ -28,11 +29,19 @@ def test_output_shape_follows_alphabet_length_and_size(arch):
     assert out.shape == (2, 6, 10)
 
 
-def test_models_take_uint8_and_normalise_inside():
-    model = build_model("seed-gap", spec_for()).eval()
+@pytest.mark.parametrize("arch", ["seed-gap", "crnn"])
+def test_models_take_uint8_and_normalise_inside(arch):
+    # uint8 pixels in; inside, the same as the layers given the normalised values: centred on
+    # INPUT_SHIFT and divided by INPUT_SCALE, whatever the caller's dtype
+    model = build_model(arch, spec_for()).eval()
     x = torch.randint(0, 256, (2, 3, 46, 284), dtype=torch.uint8)
     with torch.no_grad():
-        assert torch.isfinite(model(x)).all()
+        out = model(x)
+        assert torch.equal(out, model(x.float()))
+        model.normalise_input = False
+        by_hand = model((x.float() - INPUT_SHIFT) / INPUT_SCALE)
+        assert torch.allclose(out, by_hand, atol=1e-5)
+        assert not torch.allclose(out, model(x.float()), atol=1e-3)   # it does normalise
 
 
 @pytest.mark.parametrize("arch, smallest", [("seed-gap", "20x60"), ("wide-pos", "30x30")])
