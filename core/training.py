@@ -27,7 +27,7 @@ from typing import Callable, Sequence, TypeVar
 
 import torch
 
-from .config import Config, RuntimeConfig, dump_config
+from .config import LR_SCHEDULES, OPTIMIZERS, Config, RuntimeConfig, dump_config
 from .engine import Metrics, evaluate, train_one_epoch
 from .files import atomic_write
 from .progress import no_progress
@@ -90,8 +90,6 @@ def _better(new: Metrics, old: EpochResult | None) -> bool:
     return new.loss < old.val_loss
 
 
-SCHEDULES = ("constant", "cosine", "warmup-cosine")
-OPTIMIZERS = ("adam", "adamw")
 WARMUP = 0.05   # share of the steps over which "warmup-cosine" raises the rate
 
 
@@ -120,7 +118,8 @@ def _scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int, steps_p
             return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
-    raise ValueError(f"unknown learning-rate schedule {name!r}; available: {', '.join(SCHEDULES)}")
+    raise ValueError(f"unknown learning-rate schedule {name!r}; "
+                     f"available: {', '.join(LR_SCHEDULES)}")
 
 
 @dataclass
