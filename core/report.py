@@ -15,6 +15,7 @@ import base64
 import html
 import io
 import math
+import re
 from pathlib import Path
 
 import cv2
@@ -106,9 +107,17 @@ def _marked(prediction: str, label: str) -> str:
                    for p, e in zip(prediction.ljust(len(label)), label.ljust(len(prediction))))
 
 
+def _positions(summary: dict[str, str]) -> list[tuple[int, str]]:
+    """summary.csv's per-position columns (position1_accuracy, ...) as (position, column), in
+    position order (position10 after position9)."""
+    return sorted((int(m[1]), k) for k in summary
+                  if (m := re.fullmatch(r"position(\d+)_accuracy", k)))
+
+
 def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
     return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -139,8 +148,7 @@ def build_report(run_dir: Path, history: Path) -> str:
     summary = (read_rows(run_dir / "summary.csv") or [{}])[0]
     review = load_config(run_dir / "config.yaml").review  # the settings the run used
     input_dir = Path(read_cell(summary.get("input", "")))
-    position = sorted((k for k in summary if k.startswith("position") and
-                       k.endswith("_accuracy")), key=lambda k: int(k[8:-9]))
+    position = _positions(summary)
     cards = [("images", summary.get("images")), ("captchas read", _pct(summary.get("captcha_accuracy"))),
              ("characters read", _pct(summary.get("char_accuracy"))),
              ("unreadable files", summary.get("errors")), ("labelled", summary.get("labelled")),
@@ -165,7 +173,7 @@ def build_report(run_dir: Path, history: Path) -> str:
     coverage = read_rows(run_dir / "coverage.csv")
     parts.append("<h2>Accuracy</h2><div class=row><div>")
     parts.append(_table(["position", "characters read"],
-                        [[k[8:-9], _pct(summary[k])] for k in position]))
+                        [[str(n), _pct(summary[k])] for n, k in position]))
     parts.append(_table(["confidence at least", "share of labelled", "captchas read"],
                         [[r["threshold"], _pct(r["coverage"]), _pct(r["accuracy"])]
                          for r in coverage]))
@@ -181,8 +189,8 @@ def build_report(run_dir: Path, history: Path) -> str:
     confusions = read_rows(run_dir / "confusion.csv", CONFUSIONS_SHOWN)
     parts.append("<h2>Most frequent confusions</h2>")
     parts.append(_table(["expected", "read as", "count"],
-                        [[html.escape(read_cell(r["expected"])), html.escape(read_cell(r["predicted"])),
-                          r["count"]] for r in confusions]) if confusions else "<p>None.</p>")
+                        [[read_cell(r["expected"]), read_cell(r["predicted"]), r["count"]]
+                         for r in confusions]) if confusions else "<p>None.</p>")
     suspects = read_rows(run_dir / "suspect_labels.csv", review.gallery)
     parts.append(f"<h2>Misread captchas ({html.escape(str(summary.get('suspects', 0)))} in all; "
                  "the file names most likely wrong first — "

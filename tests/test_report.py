@@ -92,3 +92,14 @@ def test_a_night_without_labels_is_reported_as_not_scored(tmp_path, captcha_dir,
     assert len(read_csv(run / "review.csv")) == sum(
         float(r["confidence"]) < cfg.review.threshold for r in read_csv(run / "predictions.csv"))
     assert read_csv(run / "suspect_labels.csv") == [] and (run / "report.html").exists()
+
+
+def test_table_cells_are_escaped_and_positions_sort_by_number():
+    from core.report import _positions, _table
+    table = _table(["label <x>"], [["<b>A&B</b>", 3]])
+    assert "<b>" not in table and "&lt;b&gt;A&amp;B&lt;/b&gt;" in table and "<td>3</td>" in table
+    assert "label &lt;x&gt;" in table
+    summary = {"position10_accuracy": "1", "position2_accuracy": "1", "position1_accuracy": "1",
+               "char_accuracy": "1", "position_x_accuracy": "1"}
+    assert _positions(summary) == [(1, "position1_accuracy"), (2, "position2_accuracy"),
+                                   (10, "position10_accuracy")]
