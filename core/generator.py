@@ -122,9 +122,15 @@ def text_layers(text: str, rng: np.random.Generator, height: int,
     benchmarks/contrast_errors.py measures the text's legibility on."""
     background = _background(rng, height, width)
     coverage = _text_mask(text, rng, height, width)
+    mask = _as_mask(coverage)
+    return background, mask, _draw_text(background, coverage, mask, rng)
+
+
+def _as_mask(coverage: np.ndarray) -> np.ndarray:
+    """Coverage 0-255 (uint8) as float32 weights in [0, 1]."""
     mask = coverage.astype(np.float32)
     mask *= 1 / 255
-    return background, mask, _draw_text(background, coverage, mask, rng)
+    return mask
 
 
 def generate_one(index: int, seed: int, labels: LabelConfig, image: ImageConfig,

@@ -27,7 +27,7 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .generator import (_degrade, _draw_text, _hsv_to_rgb, _ink_columns, _integer, _lay_out,
+from .generator import (_as_mask, _degrade, _draw_text, _hsv_to_rgb, _ink_columns, _integer, _lay_out,
                         _rotate, _settle, _smooth_colours, _to_float, _uniform)
 
 # Times-style romans first, as in the real captchas; the others keep the model from tying
@@ -83,9 +83,7 @@ def render(text: str, rng: np.random.Generator, height: int, width: int) -> np.n
     """One captcha showing `text` in the seed's real look, RGB uint8 (height, width, 3)."""
     image = _background(rng, height, width)
     coverage = _text_mask(text, rng, height, width)
-    mask = coverage.astype(np.float32)
-    mask *= 1 / 255
-    image = _draw_text(image, coverage, mask, rng)
+    image = _draw_text(image, coverage, _as_mask(coverage), rng)
     _specks(image, coverage, rng, height)
     return _degrade(image, rng)
 

@@ -90,12 +90,13 @@ def test_background_stays_below_the_text_white(cfg):
     assert max(brightest) > 0.6   # bright backgrounds still occur: they fight the text
 
 
-def glyph_aspects(char, count, height):
+def glyph_aspects(char, count, height, glyph=generator._glyph):
     """Ink width over ink height of `count` random renderings of `char` in a captcha `height`
-    pixels high, as the generator draws them (font, size, italics, rotation and thickness vary)."""
+    pixels high, as `glyph` (a style's glyph drawing) draws them (font, size, italics,
+    rotation and thickness vary)."""
     aspects = []
     for seed in range(count):
-        mask, _ = generator._glyph(char, np.random.default_rng(seed), height)
+        mask, _ = glyph(char, np.random.default_rng(seed), height)
         rows = np.flatnonzero(mask.max(1) > 40)
         aspects.append(mask.shape[1] / (rows[-1] - rows[0] + 1))
     return np.array(aspects)

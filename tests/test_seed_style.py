@@ -11,6 +11,7 @@ from core import generator, seed_style
 from core.config import ConfigError, ImageConfig, LabelConfig, load_config
 from core.generator import generate_folder, generate_one, random_label
 from core.style import POST_TABLE, character_boxes
+from tests.test_generator import glyph_aspects
 
 STYLE = "seed2016"
 
@@ -61,14 +62,7 @@ def test_glyphs_are_never_cut(gen, monkeypatch):
 
 
 def test_zero_is_narrower_than_the_letter_o(gen):
-    def aspects(char):
-        out = []
-        for seed in range(150):
-            mask, _ = seed_style._glyph(char, np.random.default_rng(seed), gen.height)
-            rows = np.flatnonzero(mask.max(1) > 40)
-            out.append(mask.shape[1] / (rows[-1] - rows[0] + 1))
-        return np.array(out)
-    zeros, letters = aspects("0"), aspects("O")
+    zeros, letters = (glyph_aspects(c, 150, gen.height, seed_style._glyph) for c in "0O")
     assert np.percentile(zeros, 95) < np.percentile(letters, 5)
 
 
