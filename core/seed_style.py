@@ -8,14 +8,16 @@ show (docs/style.md): large characters (cap height about 0.6 of the image, 28 of
 wide ones (about 26 px), in a solid white Times-style serif roman, some smaller and set lower
 than the others, packed so that neighbours nearly touch, from about a ninth of the width on;
 small dark specks and dashes cut into the white strokes, small white specks in short dotted runs
-around them; the backgrounds vivid, abstract, kaleidoscope-like (mirrored shards) and finely
+around them (in two of the four real captchas a P is a lower-case italic p, smaller, its
+descender below the line); the backgrounds vivid, abstract, kaleidoscope-like (mirrored shards) and finely
 textured, mostly in one family of hues, with thin bright streaks.
 
 The glyphs are TrueType faces that matplotlib ships (STIX General, a Times-style roman; DejaVu
 Serif; Computer Modern), rasterised by FreeType through Pillow: fixed-point arithmetic, the
 same pixels on every CPU for a given Pillow build. Every label stays readable by construction,
 as in the classic style: the background stays _MIN_CONTRAST below the text's white, a zero is
-narrower than an O in each of these faces, and no lower case is drawn.
+narrower than an O in each of these faces, and no lower case is drawn that would pass for
+another character (core.generator._NO_LOWER_CASE).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .generator import (_as_mask, _degrade, _draw_text, _hsv_to_rgb, _ink_columns, _integer, _lay_out,
+from .generator import (_NO_LOWER_CASE, _as_mask, _degrade, _draw_text, _hsv_to_rgb, _ink_columns, _integer, _lay_out,
                         _rotate, _settle, _smooth_colours, _to_float, _uniform)
 
 # Times-style romans first, as in the real captchas; the others keep the model from tying
@@ -36,6 +38,12 @@ _FONT_FILES = ("STIXGeneralBol.ttf", "STIXGeneral.ttf", "DejaVuSerif-Bold.ttf",
                "DejaVuSerif.ttf", "cmr10.ttf")
 _FONT_CDF = np.cumsum([0.35, 0.3, 0.15, 0.1, 0.1])
 _FONT_CDF /= _FONT_CDF[-1]
+# Each face's italic (Computer Modern's is its math italic), for the lower-case forms.
+_ITALIC = {"STIXGeneralBol.ttf": "STIXGeneralBolIta.ttf", "STIXGeneral.ttf": "STIXGeneralItalic.ttf",
+           "DejaVuSerif-Bold.ttf": "DejaVuSerif-BoldItalic.ttf",
+           "DejaVuSerif.ttf": "DejaVuSerif-Italic.ttf", "cmr10.ttf": "cmmi10.ttf"}
+_LOWER = 0.15                       # share of letters drawn in lower case, at the capitals' size
+_LOWER_ITALIC = 0.5                 # share of those in the face's italic
 _CAP_HEIGHT = (0.54, 0.68)          # cap height / image height (real: 28.2 +- 4.8 of 46)
 _SMALL = 0.3                        # share of glyphs drawn smaller and lower
 _SMALL_SCALE = (0.68, 0.85)
@@ -92,7 +100,11 @@ def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int
     name = _FONT_FILES[int(_FONT_CDF.searchsorted(rng.random(), side="right"))]
     cap = _uniform(rng, *_CAP_HEIGHT) * h
     drop = 0.0
-    if rng.random() < _SMALL:
+    if char.isalpha() and char not in _NO_LOWER_CASE and rng.random() < _LOWER:
+        char = char.lower()         # the x-height, and descenders below the line, make it small
+        if rng.random() < _LOWER_ITALIC:
+            name = _ITALIC[name]
+    elif rng.random() < _SMALL:
         cap *= _uniform(rng, *_SMALL_SCALE)
         drop = _uniform(rng, *_SMALL_DROP) * h
     ink, top = _bitmap(name, max(4, round(cap / _cap_ratio(name))), char)

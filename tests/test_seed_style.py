@@ -48,10 +48,14 @@ def test_config_names_a_bad_style():
         load_config(None, {"generate.style": "fancy"})
 
 
-def test_glyphs_are_never_cut(gen, monkeypatch):
-    # Rotation, stretch, the smaller glyphs set lower and the baseline's range must leave every
-    # glyph whole: the same ink as when drawn with room to spare all round.
+@pytest.mark.parametrize("lower", [None, 1.0])
+def test_glyphs_are_never_cut(gen, monkeypatch, lower):
+    # Rotation, stretch, the smaller glyphs set lower, lower case with its descenders and the
+    # baseline's range must leave every glyph whole: the same ink as when drawn with room to
+    # spare all round. (lower=1.0: every letter that may be drawn in lower case is.)
     h = gen.height
+    if lower is not None:
+        monkeypatch.setattr(seed_style, "_LOWER", lower)
     draws = [(gen.alphabet[seed % len(gen.alphabet)], seed) for seed in range(300)]
     drawn = [seed_style._glyph(c, np.random.default_rng(seed), h)[0] for c, seed in draws]
     monkeypatch.setattr(seed_style, "_GLYPH_PAD", 3.0)
@@ -59,6 +63,16 @@ def test_glyphs_are_never_cut(gen, monkeypatch):
         roomy, _ = seed_style._glyph(char, np.random.default_rng(seed), h)
         assert mask.shape[0] == h and mask.sum() > 0
         assert abs(int(mask.sum()) - int(roomy.sum())) <= 0.01 * roomy.sum(), (char, seed)
+
+
+def test_lower_case_forms_are_drawn_except_those_that_pass_for_another_character(gen, monkeypatch):
+    def ink(char, seed, lower):
+        monkeypatch.setattr(seed_style, "_LOWER", lower)
+        return seed_style._glyph(char, np.random.default_rng(seed), gen.height)[0]
+    for char in "APG":      # a lower-case p hangs below the line: taller ink box, other pixels
+        assert any(not np.array_equal(ink(char, s, 1.0), ink(char, s, 0.0)) for s in range(5))
+    for char in sorted(generator._NO_LOWER_CASE):
+        assert all(np.array_equal(ink(char, s, 1.0), ink(char, s, 0.0)) for s in range(20))
 
 
 def test_zero_is_narrower_than_the_letter_o(gen):
