@@ -16,19 +16,19 @@ import argparse
 import logging
 import math
 import shutil
-import signal
 import sys
 from pathlib import Path
 
-from core.batch import (HISTORY, InputError, Interrupted, ResumeError, Thresholds, append_history,
-                        last_completed_run, new_run_id, point_latest, quality_alerts, read_state,
-                        run_batch)
+from core.batch import InputError, Interrupted, new_run_id, run_batch
 from core.checkpoint import CheckpointError, load_checkpoint, with_model_settings
-from core.files import read_number, read_rows
+from core.files import read_number
 from core.lock import Locked, exclusive_lock
 from core.progress import no_progress, progress
-from core.report import write_report
+from core.run_record import (Thresholds, last_completed_run, quality_alerts, read_summary,
+                             record_run)
+from core.run_state import ResumeError, read_state
 from core.runtime import freeze_loaded_objects
+from core.signals import StopSignals
 from jobs.common import (EXIT_ALERT, EXIT_LOCKED, add_config_arg, add_runtime_args, fail,
                          job_config, job_device, log_to_file, setup_logging)
 
@@ -113,10 +113,8 @@ def _locked_run(args, input_dir: Path, root: Path, ckpt, cfg, device, limits: Th
     run_dir = root / run_id
     state = read_state(run_dir) if args.resume else None
     if state is not None and state.complete:
-        summary = read_rows(run_dir / "summary.csv", limit=1)[0]
-        if append_history(root, summary):  # its finish was cut short after the summary
-            _write_report(run_dir, root)
-            point_latest(root, run_id)
+        summary = read_summary(run_dir)
+        record_run(root, summary)   # in case its filing was cut short after the summary
         log.warning("run %s is already complete; nothing to do", run_id)
         return summary, []
     created = not run_dir.exists()
@@ -140,9 +138,7 @@ def _locked_run(args, input_dir: Path, root: Path, ckpt, cfg, device, limits: Th
         except Interrupted as exc:
             log.warning("%s; continue with: --resume --run-id %s", exc, run_id)
             sys.exit(128 + exc.signum)
-        append_history(root, summary)
-        _write_report(run_dir, root)
-        point_latest(root, run_id)
+        record_run(root, summary)
         log.info("done: %s images, %s errors, captcha accuracy %s, %s images/s",
                  summary["images"], summary["errors"], summary["captcha_accuracy"],
                  summary["images_per_second"])
@@ -150,38 +146,6 @@ def _locked_run(args, input_dir: Path, root: Path, ckpt, cfg, device, limits: Th
         for alert in alerts:
             log.warning("quality alert: %s", alert)
     return summary, alerts
-
-
-def _write_report(run_dir: Path, root: Path) -> None:
-    """report.html; the CSVs are already complete, so a failure here is logged, not fatal."""
-    try:
-        write_report(run_dir, root / HISTORY)
-    except Exception as exc:  # noqa: BLE001 - the run's results must not be lost to a chart
-        log.error("report.html not written: %s: %s", type(exc).__name__, exc)
-
-
-class StopSignals:
-    """While inside: SIGTERM and SIGINT are noted, not fatal; the run stops at the next batch
-    boundary with everything committed, and exits 128 + the signal (143, 130)."""
-
-    def __init__(self):
-        self.signum = 0
-        self._saved = {}
-
-    def get(self) -> int:
-        return self.signum
-
-    def _note(self, signum, _frame) -> None:
-        self.signum = signum
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._saved[sig] = signal.signal(sig, self._note)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._saved.items():
-            signal.signal(sig, handler)
 
 
 def _report(s: dict, run_dir: Path, quiet: bool) -> None:

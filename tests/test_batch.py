@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import core.batch
+import core.run_state
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.config import LabelConfig
 from core.labels import build_codec
@@ -177,7 +178,7 @@ def test_wall_time_counts_writing_the_outputs(monkeypatch, tmp_path, captcha_dir
     wall = float(summary["wall_seconds"])
     assert wall >= 0.5
     assert float(summary["images_per_second"]) == pytest.approx(48 / wall, rel=0.01)
-    assert core.batch.read_state(tmp_path / "run").seconds == pytest.approx(wall, abs=0.01)
+    assert core.run_state.read_state(tmp_path / "run").seconds == pytest.approx(wall, abs=0.01)
 
 
 def test_folders_that_cannot_be_listed_are_counted_and_named(monkeypatch, tmp_path, captcha_dir,
@@ -191,7 +192,7 @@ def test_folders_that_cannot_be_listed_are_counted_and_named(monkeypatch, tmp_pa
     summary = core.batch.run_batch(data, tmp_path / "run", load_checkpoint(model), no_workers,
                                    torch.device("cpu"))
     assert summary["images"] == 48 and summary["unlistable_folders"] == 1
-    assert core.batch.read_state(tmp_path / "run").unlistable == ["locked"]
+    assert core.run_state.read_state(tmp_path / "run").unlistable == ["locked"]
     rows = read_csv(tmp_path / "run" / "predictions.csv")
     assert len(rows) == 48 and all(r["path"].startswith("readable/") for r in rows)
     assert read_csv(tmp_path / "run" / "summary.csv")[0]["unlistable_folders"] == "1"

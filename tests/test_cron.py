@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from core.batch import Thresholds, quality_alerts
+from core.run_record import Thresholds, quality_alerts
 from core.checkpoint import save_checkpoint
 from core.labels import build_codec
 from core.models import ModelSpec, build_model
