@@ -1,235 +1,280 @@
-"""The training procedure: seeded split, the codec's loss, evaluation after every epoch, the
-best epoch kept, and everything needed to go on after a kill saved at the end of each epoch.
+"""A training run on a folder of labelled captchas, from the folder to a calibrated,
+self-describing checkpoint (what `python -m jobs.train` does):
 
-    train_items, val_items = split_items(labelled_items, val_fraction=0.1, seed=0)
-    result = fit(model, train_loader, val_loader, codec, device, epochs=30, lr=1e-3,
-                 on_epoch=print_row)
-    model.load_state_dict(result.best_state)
-    result = fit(..., schedule="warmup-cosine", optimizer="adamw", weight_decay=0.01,
-                 clip=5.0, save_state=write_aside)     # the job's default recipe
-    result = fit(..., resume_from=read_back())          # continues where a killed run stopped
+    plan = TrainingPlan(input="data/train", output=Path("models/mine.pt"), test="data/test")
+    train_folder(plan, cfg, device, say=print)     # TrainingError: cannot start as asked
 
-The seed's procedure is Adam at a constant rate; "cosine" decays the rate once per epoch;
-"warmup-cosine" raises it linearly over the first 5 % of the steps, then lets it fall along a
-cosine to zero, once per step (the one-cycle shape of Smith & Topin, 2019), which needs no
-tuning from a thousand images to a hundred thousand.
+What the folder leaves open (alphabet, lengths, separator, case, size) is found in it unless
+the config pins it or --init's checkpoint says it; a seeded split; the model built or the
+checkpoint fine-tuned; the images held decoded in memory when they fit; core.fit's loop with
+the best epoch saved as soon as it is reached, the history in OUTPUT.history.csv and a state
+to resume from in OUTPUT.state.pt; calibration on the validation split; --test at the end.
+Every line a person should see goes to `say`, in the seed post's table format.
 """
 from __future__ import annotations
 
-import copy
+import collections
 import dataclasses
-import hashlib
-import math
+import datetime
+import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import Callable
 
 import torch
 
-from .config import LR_SCHEDULES, OPTIMIZERS, Config, RuntimeConfig, dump_config
-from .engine import Metrics, evaluate, train_one_epoch
-from .files import atomic_write
-from .progress import no_progress
+from .augment import build_augment
+from .calibration import MIN_MISREAD, calibrate
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint, with_model_settings
+from .config import Config, dump_config
+from .data import CaptchaDataset, Item, MemoryDataset, hold_in_memory, make_loader, scan_folder
+from .discover import DiscoveryError, discover_folder
+from .engine import Metrics, evaluate
+from .files import atomic_write, write_csv
+from .fit import (EPOCH_COLUMNS, EpochResult, ResumeError, fit, load_training_state,
+                  save_training_state, split_items, training_fingerprint)
+from .labels import build_codec
+from .models import ModelSpec, build_model, codec_kind, count_parameters
+from .progress import progress
+from .review import CorrectionsError, apply_corrections, read_corrections
+from .runtime import resolve_workers
 
-T = TypeVar("T")
-
-EPOCH_COLUMNS = ("epoch", "train_loss", "val_loss", "val_chars_correct", "val_chars_total",
-                 "val_char_accuracy", "val_captchas_correct", "val_images",
-                 "val_captcha_accuracy", "seconds")
-
-
-@dataclass
-class EpochResult:
-    epoch: int
-    train_loss: float
-    val_loss: float
-    val_chars_correct: int
-    val_chars_total: int
-    val_char_accuracy: float
-    val_captchas_correct: int
-    val_images: int
-    val_captcha_accuracy: float
-    seconds: float
-
-    def row(self) -> list:
-        return [getattr(self, c) for c in EPOCH_COLUMNS]
+log = logging.getLogger("train")
 
 
-@dataclass
-class FitResult:
-    history: list[EpochResult] = field(default_factory=list)
-    best_epoch: int = 0
-    best_state: dict | None = None
-
-    @property
-    def best(self) -> EpochResult:
-        return self.history[self.best_epoch - 1]
-
-    def summary(self) -> dict:
-        return {"epochs": len(self.history), "best_epoch": self.best_epoch,
-                "best": asdict(self.best), "history": [asdict(h) for h in self.history]}
+class TrainingError(ValueError):
+    """The training cannot start as asked; the message says what is wrong."""
 
 
-def split_items(items: Sequence[T], val_fraction: float, seed: int) -> tuple[list[T], list[T]]:
-    """A seeded random split: int(n * (1 - val_fraction)) for training, the rest for validation
-    (the seed's random_split sizes)."""
-    if len(items) < 2:
-        raise ValueError(f"need at least 2 labelled images to split, got {len(items)}")
-    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
-    n_train = min(len(items) - 1, max(1, int(len(items) * (1 - val_fraction))))
-    return [items[i] for i in order[:n_train]], [items[i] for i in order[n_train:]]
+@dataclass(frozen=True)
+class TrainingPlan:
+    input: str                      # folder of labelled images (recursive)
+    output: Path                    # checkpoint to write
+    test: str | None = None         # folder to test the best epoch on at the end
+    init: str | None = None         # checkpoint to fine-tune (its architecture and settings)
+    arch: str | None = None         # the architecture asked for by name (--arch), if any
+    corrections: str | None = None  # reviewed CSV whose corrected labels are trained on
+    resume: bool = False            # continue from OUTPUT.state.pt
 
 
-def _better(new: Metrics, old: EpochResult | None) -> bool:
-    # Whole captchas read is what users get; validation loss breaks ties.
-    if old is None:
-        return True
-    if new.captcha_accuracy != old.val_captcha_accuracy:
-        return new.captcha_accuracy > old.val_captcha_accuracy
-    return new.loss < old.val_loss
+def seed_row(e: EpochResult) -> str:
+    return (f"{e.epoch}\t{e.train_loss:.3f}\t{e.val_loss:.3f}\t"
+            f"{e.val_chars_correct} ({100 * e.val_char_accuracy:.2f} %)\t"
+            f"{e.val_captchas_correct} ({100 * e.val_captcha_accuracy:.2f} %)")
 
 
-WARMUP = 0.05   # share of the steps over which "warmup-cosine" raises the rate
+def test_row(m: Metrics) -> str:
+    return (f"{m.loss:.3f}\t{m.chars_correct} ({100 * m.char_accuracy:.2f} %)\t"
+            f"{m.captchas_correct} ({100 * m.captcha_accuracy:.2f} %)")
 
 
-def _optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float):
-    if name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    if name == "adamw":   # decoupled weight decay (Loshchilov & Hutter, 2019)
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; available: {', '.join(OPTIMIZERS)}")
+def reads_nothing(best: EpochResult) -> str | None:
+    """A warning when the best epoch read no validation captcha whole, else None."""
+    if best.val_captchas_correct:
+        return None
+    return (f"the model reads none of the {best.val_images} validation captchas "
+            f"({100 * best.val_char_accuracy:.1f} % of their characters): train longer "
+            f"(--epochs), on more images, or check the labels")
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int, steps_per_epoch: int):
-    """The learning-rate schedule and whether it steps once per batch (else once per epoch);
-    None keeps the rate constant (the seed's)."""
-    if name == "constant":
-        return None, False
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs), False
-    if name == "warmup-cosine":
-        total = max(1, epochs * steps_per_epoch)
-        warmup = max(1, round(WARMUP * total))
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), True
-    raise ValueError(f"unknown learning-rate schedule {name!r}; "
-                     f"available: {', '.join(LR_SCHEDULES)}")
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-@dataclass
-class TrainingState:
-    """Where a training stands after an epoch: enough to go on from there as if it had never
-    stopped (the weights, optimiser and schedule, the best epoch so far, and the random
-    generators that shuffle the batches and draw the augmentation)."""
-    epoch: int
-    model: dict
-    optimizer: dict
-    scheduler: dict | None
-    best_epoch: int
-    best_state: dict | None
-    history: list[dict]
-    torch_rng: torch.Tensor
-    loader_rng: torch.Tensor | None
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-class ResumeError(ValueError):
-    """A saved training state that cannot be continued; the message says why."""
-
-
-def training_fingerprint(cfg: Config, train_items: Sequence, val_items: Sequence,
-                         start_sha256: str = "") -> str:
-    """What a resumed training must find unchanged: the settings (but where it runs), the split
-    and its labels, the model it started from."""
-    parts = [dump_config(dataclasses.replace(cfg, runtime=RuntimeConfig())),
-             "\n".join(f"{i.path}\t{i.label}" for i in train_items),
-             "\n".join(i.path for i in val_items), start_sha256]
-    return hashlib.sha256("\n--\n".join(parts).encode("utf-8")).hexdigest()
-
-
-def save_training_state(path: Path, state: TrainingState, fingerprint: str) -> None:
-    with atomic_write(path) as f:
-        torch.save({"fingerprint": fingerprint, **state.as_dict()}, f)
-
-
-def load_training_state(path: Path, fingerprint: str) -> TrainingState | None:
-    """The state saved at `path`, None if there is none; ResumeError if it is unreadable or was
-    written for other settings, images or starting model."""
-    if not path.exists():
+def _initial_checkpoint(plan: TrainingPlan, cfg: Config) -> Checkpoint | None:
+    if plan.init is None:
         return None
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a damaged or foreign file; torch raises many types
-        raise ResumeError(f"{path} is not a readable training state ({type(exc).__name__})")
-    if saved.pop("fingerprint", None) != fingerprint:
-        raise ResumeError(f"cannot resume from {path}: the settings, the labelled images or "
-                          "the starting model changed since it was written; train without "
-                          "--resume to start over")
-    return TrainingState(**saved)
+        init = load_checkpoint(plan.init, labels=cfg.labels, image=cfg.image)
+    except CheckpointError as exc:
+        raise TrainingError(str(exc)) from None
+    if plan.arch is not None and plan.arch != init.arch:
+        raise TrainingError(f"--arch {plan.arch} differs from the architecture of --init "
+                            f"{plan.init} ({init.arch}); leave --arch out to fine-tune it")
+    return init
 
 
-def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.device,
-        epochs: int, lr: float, lr_schedule: str = "constant",
-        on_epoch: Callable[[EpochResult, bool], None] | None = None,
-        progress: Callable = no_progress,
-        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        optimizer: str = "adam", weight_decay: float = 0.0, clip: float | None = None,
-        save_state: Callable[[TrainingState], None] | None = None,
-        resume_from: TrainingState | None = None) -> FitResult:
-    """Train for `epochs`, validating after each; `save_state` gets the state after every epoch
-    (after on_epoch), and `resume_from` such a state continues the run after its epoch."""
-    opt = _optimizer(model, optimizer, lr, weight_decay)
-    scheduler, per_step = _scheduler(opt, lr_schedule, epochs, len(train_loader))
-    result = FitResult()
-    best: EpochResult | None = None
-    generator = getattr(train_loader, "generator", None)
-    first = 1
+def _folder_settings(cfg: Config, folder: str, say: Callable[[str], None]) -> Config:
+    """`cfg` with what it leaves auto (alphabet, lengths, separator, case, input size) found in
+    `folder`, each finding said."""
+    try:
+        labels, image, notes = discover_folder(folder, cfg.labels, cfg.image,
+                                               sequence=codec_kind(cfg.model.arch) == "ctc")
+    except (DiscoveryError, ValueError) as exc:
+        raise TrainingError(f"{folder}: {exc}") from None
+    for line in notes:
+        say(f"found in {folder}: {line}")
+    return dataclasses.replace(cfg, labels=labels, image=image)
+
+
+def _labelled_items(folder: str, cfg: Config, corrections: dict[str, str],
+                    say: Callable[[str], None]) -> list[Item]:
+    items = scan_folder(folder, cfg.labels)
+    if corrections:
+        try:
+            items = apply_corrections(items, corrections, "--corrections")
+        except CorrectionsError as exc:
+            raise TrainingError(str(exc)) from None
+    labelled = [i for i in items if i.label is not None]
+    skipped = collections.Counter(i.unlabelled_why for i in items if i.label is None)
+    if skipped:
+        reasons = ", ".join(f"{n} {why}" for why, n in skipped.most_common())
+        say(f"skipped {sum(skipped.values())} of {len(items)} files in {folder} that carry no "
+            f"valid label: {reasons}")
+    if len(labelled) < 2:
+        raise TrainingError(f"{folder} has {len(labelled)} labelled images; training needs at "
+                            "least 2")
+    return labelled
+
+
+class _Record:
+    """The run's record as it goes: the checkpoint's summary, saved with the model whenever
+    it improves, and the history, one row per epoch with the time left."""
+
+    def __init__(self, model: torch.nn.Module, cfg: Config, output: Path, epochs: int,
+                 rows: list[list], summary: dict, say: Callable[[str], None]):
+        self.model, self.cfg, self.output, self.epochs = model, cfg, output, epochs
+        self.rows, self.summary, self.say = rows, summary, say
+
+    def save(self) -> None:
+        self.summary["saved_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        save_checkpoint(self.output, self.model, self.cfg.model.arch, self.cfg.labels,
+                        self.cfg.image, self.summary,
+                        temperature=self.summary.get("calibration", {}).get("temperature", 1.0))
+
+    def on_epoch(self, e: EpochResult, improved: bool) -> None:
+        done = len(self.rows) + 1
+        per_epoch = sum(r[-1] for r in self.rows + [e.row()]) / done
+        left = (f"\tabout {_duration(per_epoch * (self.epochs - e.epoch))} left"
+                if e.epoch < self.epochs else "")
+        self.say(seed_row(e) + left)
+        self.rows.append(e.row())
+        write_csv(self.output.with_suffix(".history.csv"), EPOCH_COLUMNS, self.rows)
+        if improved:  # a crash later still leaves the best model so far
+            self.summary.update(epochs=e.epoch, best_epoch=e.epoch, best=dataclasses.asdict(e))
+            self.save()
+
+
+def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
+                 say: Callable[[str], None] = lambda line: None) -> dict:
+    """Train as `plan` says; returns the checkpoint's summary. TrainingError when it cannot
+    start as asked (a missing folder, labels or a size the architecture cannot read, too few
+    labelled images, bad corrections, a state that cannot be resumed)."""
+    if plan.test and not Path(plan.test).is_dir():  # found out now, not after hours of training
+        raise TrainingError(f"test folder {plan.test} does not exist or is not a folder")
+    if not Path(plan.input).is_dir():
+        raise TrainingError(f"input folder {plan.input} does not exist or is not a folder")
+    init = _initial_checkpoint(plan, cfg)
+    if init is not None:   # it reads what it was trained to read
+        cfg = with_model_settings(dataclasses.replace(
+            cfg, model=dataclasses.replace(cfg.model, arch=init.arch)), init)
+    else:
+        cfg = _folder_settings(cfg, plan.input, say)
+    torch.manual_seed(cfg.train.seed)   # the weights a fresh model starts from
+    try:
+        codec = build_codec(cfg.labels, codec_kind(cfg.model.arch))
+        model = init.model if init is not None else build_model(
+            cfg.model.arch, ModelSpec.from_config(cfg.image, codec))
+    except ValueError as exc:   # labels or an image size that this architecture cannot read
+        raise TrainingError(str(exc)) from None
+    corrections = {}
+    if plan.corrections:
+        try:
+            corrections = read_corrections(plan.corrections, cfg.labels)
+        except CorrectionsError as exc:
+            raise TrainingError(str(exc)) from None
+    items = _labelled_items(plan.input, cfg, corrections, say)
+    try:
+        train_items, val_items = split_items([i for i in items if i.path not in corrections],
+                                             cfg.train.val_fraction, cfg.train.seed)
+    except ValueError as exc:
+        raise TrainingError(f"{plan.input}: {exc} (corrected files are never held out for "
+                            "validation)") from None
+    if corrections:  # what a person fixed is taught, not held out
+        train_items += [i for i in items if i.path in corrections]
+        say(f"{len(corrections)} corrected labels from {plan.corrections}, all in the "
+            "training split")
+    if init is not None:
+        say(f"starting from {init.path} (sha256 {init.sha256[:12]})")
+    model = model.to(device)
+    say(f"training {cfg.model.arch} ({count_parameters(model):,} parameters) on "
+        f"{len(train_items)} images, validating on {len(val_items)}, device {device}")
+    hold, why = hold_in_memory(cfg.runtime.in_memory, len(items), cfg.image)
+    say(("holding the decoded images in memory" if hold else "decoding the images every "
+         "epoch") + f" ({why})")
+
+    def loader(items: list[Item], folder: str, shuffle: bool, batch_size: int, held: bool = False):
+        dataset, workers = CaptchaDataset(folder, items, codec, cfg.image), cfg.runtime.workers
+        if held:  # decoded once, on every core; then batches are copies in this process
+            dataset, workers = MemoryDataset(dataset, resolve_workers(workers)), 0
+        return make_loader(dataset, batch_size, workers, device, shuffle=shuffle,
+                           seed=cfg.train.seed, persistent=True)
+
+    epochs = cfg.train.epochs_for(len(train_items))
+    state_path = plan.output.with_suffix(".state.pt")
+    fingerprint = training_fingerprint(cfg, train_items, val_items,
+                                       init.sha256 if init is not None else "")
+    resume_from = None
+    if plan.resume:
+        try:
+            resume_from = load_training_state(state_path, fingerprint)
+        except ResumeError as exc:
+            raise TrainingError(str(exc)) from None
+        if resume_from is None:
+            say(f"nothing to resume at {state_path}: starting from the beginning")
+    rows: list[list] = []
     if resume_from is not None:
-        model.load_state_dict(resume_from.model)
-        opt.load_state_dict(resume_from.optimizer)
-        if scheduler is not None and resume_from.scheduler is not None:
-            scheduler.load_state_dict(resume_from.scheduler)
-        result.history = [EpochResult(**h) for h in resume_from.history]
-        result.best_epoch, result.best_state = resume_from.best_epoch, resume_from.best_state
-        best = result.history[result.best_epoch - 1] if result.best_epoch else None
-        torch.set_rng_state(resume_from.torch_rng)
-        if generator is not None and resume_from.loader_rng is not None:
-            generator.set_state(resume_from.loader_rng)
-        first = resume_from.epoch + 1
-    for epoch in range(first, epochs + 1):
-        start = time.monotonic()
-        train_loss = train_one_epoch(model, train_loader, codec, opt, device, progress,
-                                     desc=f"epoch {epoch}/{epochs}", augment=augment, clip=clip,
-                                     scheduler=scheduler if per_step else None)
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(f"training loss is {train_loss} at epoch {epoch}")
-        if scheduler is not None and not per_step:
-            scheduler.step()
-        metrics = evaluate(model, val_loader, codec, device, progress=progress,
-                           desc=f"validate {epoch}/{epochs}")
-        row = EpochResult(epoch, train_loss, metrics.loss, metrics.chars_correct,
-                          metrics.chars_total, metrics.char_accuracy, metrics.captchas_correct,
-                          metrics.scored, metrics.captcha_accuracy, time.monotonic() - start)
-        improved = _better(metrics, best)
-        if improved:
-            best = row
-            result.best_epoch = epoch
-            result.best_state = copy.deepcopy(model.state_dict())
-        result.history.append(row)
-        if on_epoch is not None:
-            on_epoch(row, improved)  # the model holds this epoch's weights during the call
-        if save_state is not None:
-            save_state(TrainingState(
-                epoch, copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()),
-                scheduler.state_dict() if scheduler is not None else None, result.best_epoch,
-                result.best_state, [asdict(h) for h in result.history], torch.get_rng_state(),
-                generator.get_state() if generator is not None else None))
-    return result
+        rows = [EpochResult(**h).row() for h in resume_from.history]
+        say(f"resuming after epoch {resume_from.epoch} of {epochs} from {state_path}")
+    summary = {"input": str(plan.input), "train_images": len(train_items),
+               "val_images": len(val_items), "seed": cfg.train.seed,
+               "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
+               "lr_schedule": cfg.train.lr_schedule, "optimizer": cfg.train.optimizer,
+               "weight_decay": cfg.train.weight_decay, "clip": cfg.train.clip,
+               "planned_epochs": epochs, "device": str(device),
+               "augment": dataclasses.asdict(cfg.augment) if cfg.augment.enabled else None}
+    if init is not None:
+        summary["init"] = {"model": init.path, "sha256": init.sha256}
+    if corrections:
+        summary["corrections"] = {"file": str(plan.corrections), "labels": len(corrections)}
+    record = _Record(model, cfg, plan.output, epochs, rows, summary, say)
+
+    say(f"{epochs} epochs of {len(train_items)} images"
+        + (" (train.epochs auto)" if cfg.train.epochs == "auto" else ""))
+    say("epoch\ttrain loss\tval loss\tchars ok (%)\tcaptchas ok (%)")
+    start = time.monotonic()
+    val_loader = loader(val_items, plan.input, False, cfg.runtime.batch_size, hold)
+    result = fit(model, loader(train_items, plan.input, True, cfg.train.batch_size, hold),
+                 val_loader, codec, device, epochs, cfg.train.lr, cfg.train.lr_schedule,
+                 on_epoch=record.on_epoch, progress=progress, augment=build_augment(cfg.augment),
+                 optimizer=cfg.train.optimizer, weight_decay=cfg.train.weight_decay,
+                 clip=cfg.train.clip or None, resume_from=resume_from,
+                 save_state=lambda state: save_training_state(state_path, state, fingerprint))
+    model.load_state_dict(result.best_state)
+    summary.update(train_seconds=time.monotonic() - start, **result.summary())
+    cal = calibrate(model, val_loader, codec, device, cfg.review.calibration_bins)
+    summary["calibration"] = cal
+    if cal["fitted"]:
+        say(f"calibration on the validation split: temperature {cal['temperature']:.3f}, "
+            f"expected calibration error {cal['ece_before']:.2%} -> {cal['ece_after']:.2%}")
+    else:
+        say(f"calibration: temperature left at 1, since the validation split has "
+            f"{cal['misread']} misread captchas (too few to fit it; at least {MIN_MISREAD})")
+    record.save()
+    with atomic_write(plan.output.with_suffix(".config.yaml"), "w") as f:
+        f.write(dump_config(cfg))
+    say(f"best epoch {result.best_epoch}: {100 * result.best.val_captcha_accuracy:.2f} % of "
+        f"validation captchas; saved {plan.output}")
+    if (warning := reads_nothing(result.best)) is not None:  # where a cron job's mail shows it
+        log.warning(warning)
+    if plan.test:
+        test_items = scan_folder(plan.test, cfg.labels)
+        metrics = evaluate(model, loader(test_items, plan.test, False, cfg.runtime.batch_size),
+                           codec, device, progress=progress, desc="test")
+        summary["test"] = {"input": str(plan.test), **metrics.as_dict()}
+        record.save()
+        say("loss\tchars ok (%)\tcaptchas ok (%)")
+        say(test_row(metrics))
+    state_path.unlink(missing_ok=True)   # finished: nothing left to resume
+    return summary

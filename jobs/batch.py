@@ -13,26 +13,23 @@ stderr says which); 3 a quality alert (all files written first); 4 another run h
 from __future__ import annotations
 
 import argparse
-import logging
 import math
-import shutil
 import sys
 from pathlib import Path
 
-from core.batch import InputError, Interrupted, new_run_id, run_batch
+from core.batch import InputError, Interrupted, new_run_id
 from core.checkpoint import CheckpointError, load_checkpoint, with_model_settings
 from core.files import read_number
 from core.lock import Locked, exclusive_lock
+from core.logs import setup_logging
+from core.night import night
 from core.progress import no_progress, progress
-from core.run_record import (Thresholds, last_completed_run, quality_alerts, read_summary,
-                             record_run)
-from core.run_state import ResumeError, read_state
+from core.run_record import Thresholds
+from core.run_state import ResumeError
 from core.runtime import freeze_loaded_objects
-from core.signals import StopSignals
 from jobs.common import (EXIT_ALERT, EXIT_LOCKED, add_config_arg, add_runtime_args, fail,
-                         job_config, job_device, log_to_file, setup_logging)
+                         job_config, job_device)
 
-log = logging.getLogger("run_batch")
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "models" / "default.pt"
 
@@ -95,57 +92,24 @@ def main(argv: list[str] | None = None) -> None:
     cfg = with_model_settings(cfg, ckpt)   # the checkpoint says what it reads
     freeze_loaded_objects()
     limits = Thresholds(args.min_accuracy, args.max_drop, args.max_error_rate)
+    if args.resume and not args.run_id:
+        fail("--resume needs the --run-id of the run to continue")
     try:
         with exclusive_lock(root):
-            summary, alerts = _locked_run(args, input_dir, root, ckpt, cfg, device, limits)
+            run_id = args.run_id or new_run_id(root)
+            summary, alerts = night(root, run_id, input_dir, ckpt, cfg, device, limits,
+                                    resume=args.resume, only_new=args.only_new,
+                                    progress=no_progress if args.quiet else progress)
     except Locked as exc:
         print(f"locked: {exc}", file=sys.stderr)
         sys.exit(EXIT_LOCKED)
+    except (InputError, ResumeError) as exc:
+        fail(str(exc))
+    except Interrupted as exc:
+        sys.exit(128 + exc.signum)
     _report(summary, root / summary["run_id"], args.quiet)
     if alerts:
         sys.exit(EXIT_ALERT)
-
-
-def _locked_run(args, input_dir: Path, root: Path, ckpt, cfg, device, limits: Thresholds):
-    if args.resume and not args.run_id:
-        fail("--resume needs the --run-id of the run to continue")
-    run_id = args.run_id or new_run_id(root)
-    run_dir = root / run_id
-    state = read_state(run_dir) if args.resume else None
-    if state is not None and state.complete:
-        summary = read_summary(run_dir)
-        record_run(root, summary)   # in case its filing was cut short after the summary
-        log.warning("run %s is already complete; nothing to do", run_id)
-        return summary, []
-    created = not run_dir.exists()
-    try:
-        run_dir.mkdir(exist_ok=args.resume)
-    except FileExistsError:
-        fail(f"run {run_dir} already exists; choose another --run-id, or --resume it")
-    previous = last_completed_run(root)
-    stop = StopSignals()
-    with log_to_file(run_dir / "run.log"), stop:
-        try:
-            summary = run_batch(input_dir, run_dir, ckpt, cfg, device, resume=args.resume,
-                                progress=no_progress if args.quiet else progress, stop=stop.get,
-                                only_new=args.only_new)
-        except InputError as exc:
-            if created:
-                shutil.rmtree(run_dir)  # nothing was read; leave no run behind
-            fail(str(exc))
-        except ResumeError as exc:
-            fail(str(exc))
-        except Interrupted as exc:
-            log.warning("%s; continue with: --resume --run-id %s", exc, run_id)
-            sys.exit(128 + exc.signum)
-        record_run(root, summary)
-        log.info("done: %s images, %s errors, captcha accuracy %s, %s images/s",
-                 summary["images"], summary["errors"], summary["captcha_accuracy"],
-                 summary["images_per_second"])
-        alerts = quality_alerts(summary, previous, limits)
-        for alert in alerts:
-            log.warning("quality alert: %s", alert)
-    return summary, alerts
 
 
 def _report(s: dict, run_dir: Path, quiet: bool) -> None:

@@ -1,14 +1,10 @@
 """What every job shares: the --config/--device/--workers flags, loading the configuration,
-logging, and failing with one clear line and exit code 2."""
+and failing with one clear line and exit code 2."""
 from __future__ import annotations
 
 import argparse
-import contextlib
-import logging
 import sys
-import time
-from pathlib import Path
-from typing import Any, Iterator, NoReturn
+from typing import Any, NoReturn
 
 import torch
 
@@ -65,34 +61,3 @@ def job_device(cfg: Config, share: bool = True) -> torch.device:
     if share:
         share_cores(device, cfg.runtime.workers)
     return device
-
-
-class _UTCFormatter(logging.Formatter):
-    converter = time.gmtime
-
-
-_FORMATTER = _UTCFormatter("%(asctime)sZ %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
-
-
-def setup_logging(quiet: bool = False) -> None:
-    """Log lines with UTC timestamps on stderr; warnings only when quiet (cron)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_FORMATTER)
-    handler.setLevel(logging.WARNING if quiet else logging.INFO)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-
-
-@contextlib.contextmanager
-def log_to_file(path: Path) -> Iterator[None]:
-    """Also write every log line (INFO and up, quiet or not) to `path` while inside."""
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(_FORMATTER)
-    handler.setLevel(logging.INFO)
-    logging.getLogger().addHandler(handler)
-    try:
-        yield
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()

@@ -10,7 +10,8 @@ import time
 from core.config import CAPTCHA_STYLES
 from core.generator import generate_folder, generate_one, preview_grid
 from core.images import write_png
-from jobs.common import add_config_arg, fail, job_config, setup_logging
+from core.logs import setup_logging
+from jobs.common import add_config_arg, fail, job_config
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,7 @@ import logging
 
 import torch
 
-from jobs.common import setup_logging
+from core.logs import setup_logging
 
 THREADS = torch.get_num_threads()     # at collection, before any test ran
 

@@ -5,6 +5,7 @@ import gc
 import pytest
 
 import core.batch
+import core.night
 import jobs.batch
 from benchmarks.page_faults import run
 from core.runtime import freeze_loaded_objects
@@ -46,7 +47,7 @@ def test_runner_freezes_what_it_loaded_before_its_pass(monkeypatch, tmp_path, ca
         seen.append(any(o is ckpt.model for o in gc.get_objects()))
         return core.batch.run_batch(input_dir, run_dir, ckpt, *args, **kwargs)
 
-    monkeypatch.setattr(jobs.batch, "run_batch", spy)
+    monkeypatch.setattr(core.night, "run_batch", spy)
     try:
         jobs.batch.main(["--input", str(captcha_dir), "--output", str(tmp_path / "runs"),
                          "--model", str(model), "--quiet"])

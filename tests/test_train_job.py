@@ -12,8 +12,8 @@ from core.checkpoint import load_checkpoint
 from core.config import ImageConfig, LabelConfig
 from core.data import CaptchaDataset, make_loader, scan_folder
 from core.generator import generate_folder
-from core.training import EpochResult
-from jobs.train import reads_nothing
+from core.fit import EpochResult
+from core.training import reads_nothing
 from tests.conftest import ROOT, read_csv
 
 pytestmark = pytest.mark.slow   # jobs run end to end, models trained: pytest -m 'not slow' skips it

@@ -9,7 +9,7 @@ from core.engine import Metrics, align, edit_distance, evaluate, train_one_epoch
 from core.labels import build_codec
 from core.models import ModelSpec, build_model
 from core.augment import build_augment
-from core.training import fit, split_items
+from core.fit import fit, split_items
 
 CPU = torch.device("cpu")
 
