@@ -39,7 +39,7 @@ from core.checkpoint import load_checkpoint, with_model_settings  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.data import CaptchaDataset, make_loader, scan_folder  # noqa: E402
 from core.files import read_rows  # noqa: E402
-from core.models import for_inference  # noqa: E402
+from core.inference import for_inference  # noqa: E402
 from core.runtime import (available_cores, keep_freed_memory, resolve_batch_size,  # noqa: E402
                           resolve_device, resolve_workers, share_cores)
 

@@ -23,7 +23,8 @@ _SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     from core.config import load_config
     from core.labels import build_codec
-    from core.models import ModelSpec, build_model, codec_kind, for_inference
+    from core.inference import for_inference
+    from core.models import ModelSpec, build_model, codec_kind
     from core.runtime import AUTO_BATCH_SIZE, keep_freed_memory
     mode, arch, steps, train = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
     kept = keep_freed_memory() if mode == "keep" else None

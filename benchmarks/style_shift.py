@@ -26,7 +26,7 @@ from core.config import load_config  # noqa: E402
 from core.data import CaptchaDataset, list_files, make_loader, scan_folder  # noqa: E402
 from core.engine import evaluate  # noqa: E402
 from core.images import read_image, write_png  # noqa: E402
-from core.models import for_inference  # noqa: E402
+from core.inference import for_inference  # noqa: E402
 
 
 def _warp(image: np.ndarray, dx: float, scale: float) -> np.ndarray:

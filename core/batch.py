@@ -32,7 +32,7 @@ from .data import CaptchaDataset, Item, PredictingDataset, make_loader, scan_fol
 from .engine import Metrics, align, evaluate
 from .files import cell, read_cell, write_csv
 from .labels import Decoded
-from .models import for_inference
+from .inference import for_inference
 from .progress import no_progress
 from .review import review_run
 from .run_record import last_completed_run, summary_columns, write_summary

@@ -11,7 +11,8 @@ import core.data
 from core.data import (CaptchaDataset, MemoryDataset, hold_in_memory, list_files, make_loader,
                        scan_folder)
 from core.labels import IGNORE, build_codec
-from core.models import ModelSpec, build_model, for_inference
+from core.inference import for_inference
+from core.models import ModelSpec, build_model
 from core.runtime import available_memory, keep_freed_memory
 from tests.conftest import refuse_to_list
 

@@ -15,7 +15,7 @@ from core.config import LabelConfig
 from core.data import CaptchaDataset, make_loader, scan_folder
 from core.generator import generate_folder, plant_wrong_labels
 from core.labels import build_codec
-from core.models import for_inference
+from core.inference import for_inference
 from tests.conftest import ROOT, read_csv, run_batch
 
 pytestmark = pytest.mark.slow   # jobs run end to end, models trained: pytest -m 'not slow' skips it
