@@ -125,7 +125,7 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
     carry = (carried_rows(run_dir.parent / state.carried_from, items, columns)
              if state.carried_from else {})
     todo_indices = [i for i in range(state.rows, len(items)) if items[i].path not in carry]
-    dataset = CaptchaDataset(input_dir, items, ckpt.codec, ckpt.image)
+    dataset = CaptchaDataset(input_dir, items, ckpt.codec, ckpt.image, cfg.runtime.fast_png)
     model = for_inference(ckpt.model, ckpt.temperature)
     loader = make_loader(Subset(dataset, todo_indices), cfg.runtime.batch_size,
                          cfg.runtime.workers, device, predict_with=model)

@@ -141,6 +141,7 @@ class RuntimeConfig:
     workers: int = -1
     commit_batches: int = 32
     in_memory: bool | str = AUTO  # training holds the decoded images: true, false, auto (if they fit)
+    fast_png: bool = True         # PNG image data inflated by core.images' checked fast path
 
 
 @dataclass(frozen=True)

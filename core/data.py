@@ -96,8 +96,10 @@ def scan_folder(root: str | Path, labels: LabelConfig,
 
 
 class CaptchaDataset(Dataset):
-    def __init__(self, root: str | Path, items: list[Item], codec, image: ImageConfig):
+    def __init__(self, root: str | Path, items: list[Item], codec, image: ImageConfig,
+                 fast_png: bool = True):
         self.root = str(root)
+        self.fast_png = fast_png    # runtime.fast_png
         self.items = items
         self.codec = codec
         self.height, self.width = image.height, image.width
@@ -132,7 +134,7 @@ class CaptchaDataset(Dataset):
             item = self.items[index]
             try:
                 pixels[k], resized[k] = read_image(os.path.join(self.root, item.path),
-                                                   self.height, self.width)
+                                                   self.height, self.width, self.fast_png)
                 targets[k] = self.codec.encode(item.label)
             except ImageError as exc:
                 errors[k] = str(exc)

@@ -12,6 +12,7 @@ with a short reason fit for a report row ("empty file", "truncated PNG", "not an
 """
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 
@@ -19,6 +20,9 @@ import cv2
 import numpy as np
 from isal import isal_zlib
 
+# The most pixels an input image may have (64 Mi, e.g. 8192x8192): set for OpenCV in
+# core/__init__.py, before cv2 loads; a header that says more is refused, never allocated.
+MAX_PIXELS = int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 26))
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Magic numbers, to tell "not an image at all" from "an image file that is damaged".
 _SIGNATURES = (
@@ -43,33 +47,35 @@ class ImageError(ValueError):
     """An input file that cannot be decoded into an image; the message is the reason."""
 
 
-def read_image(path: str, height: int, width: int) -> tuple[np.ndarray, bool]:
+def read_image(path: str, height: int, width: int, fast_png: bool = True) -> tuple[np.ndarray, bool]:
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as exc:
         raise ImageError(f"unreadable: {exc.strerror or exc}") from None
-    return decode_image(data, height, width)
+    return decode_image(data, height, width, fast_png)
 
 
-def decode_image(data: bytes, height: int, width: int) -> tuple[np.ndarray, bool]:
+def decode_image(data: bytes, height: int, width: int,
+                 fast_png: bool = True) -> tuple[np.ndarray, bool]:
     """(image, resized): the image as (height, width, 3) RGB uint8, and whether it had another
-    size and was resized to fit."""
+    size and was resized to fit. fast_png (runtime.fast_png): a PNG's image data is inflated
+    by _png_inflated first; False leaves every byte to OpenCV."""
     if not data:
         raise ImageError("empty file")
     kind = sniff_format(data)
     # libjpeg decodes a cut-off JPEG "successfully", filling the missing part with grey.
     if kind == "JPEG" and _JPEG_END not in data[-64:]:
         raise ImageError("truncated JPEG")
-    if kind == "PNG":
+    if kind == "PNG" and fast_png:
         data = _png_inflated(data) or data
     buffer = np.frombuffer(data, np.uint8)
     # 8-bit RGB straight from the decoder (grey expanded, alpha dropped, 16-bit shifted to 8, the
-    # same values as to_rgb8 gives): saves the separate colour conversion, ~8 us of ~340 per
-    # captcha. What it refuses (float TIFF, a damaged file) goes the general way.
-    image = cv2.imdecode(buffer, _RGB8_FLAGS)
+    # same values as to_rgb8 gives): saves the separate colour conversion. What it refuses
+    # (float TIFF, a damaged file) goes the general way.
+    image = _imdecode(buffer, _RGB8_FLAGS, kind)
     if image is None or image.size == 0:
-        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+        image = _imdecode(buffer, cv2.IMREAD_UNCHANGED, kind)
         if image is None or image.size == 0:
             raise ImageError(f"truncated or corrupt {kind}" if kind else "not an image")
         image = to_rgb8(image)
@@ -77,6 +83,18 @@ def decode_image(data: bytes, height: int, width: int) -> tuple[np.ndarray, bool
     if resized:
         image = fit_size(image, height, width)
     return image, resized
+
+
+def _imdecode(buffer: np.ndarray, flags: int, kind: str) -> np.ndarray | None:
+    """cv2.imdecode, with what it raises (rather than returns None for) made an ImageError: a
+    header claiming more than MAX_PIXELS, and whatever else a damaged file makes it assert."""
+    try:
+        return cv2.imdecode(buffer, flags)
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(exc):
+            raise ImageError(f"image too large (its header says more than {MAX_PIXELS:,} "
+                             "pixels)") from None
+        raise ImageError(f"truncated or corrupt {kind}" if kind else "not an image") from None
 
 
 def fit_size(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -112,13 +130,14 @@ def _png_inflated(data: bytes) -> bytes | None:
     blocks (a copy for zlib), and does the unfiltering, colour types and bit depths itself, so
     every encoder's files decode to the same pixels as before (tested). The chunks replaced
     are checked here the way libpng would: each IDAT's CRC, the zlib stream's checksum, and
-    its inflated size against what IHDR says (no decompression bomb gets past that)."""
+    its inflated size against what IHDR says (no decompression bomb gets past that), and that
+    size against MAX_PIXELS."""
     end = len(data)
     if end < 33 or data[12:16] != b"IHDR":
         return None
     width, height, depth, colour, _, _, interlace = struct.unpack_from(">IIBBBBB", data, 16)
     channels = _PNG_CHANNELS.get(colour)
-    if interlace or channels is None or not 0 < width * height <= 1 << 26:
+    if interlace or channels is None or not 0 < width * height <= MAX_PIXELS:
         return None
     expected = height * (1 + (width * channels * depth + 7) // 8)
     idat_start = idat_end = 0

@@ -205,7 +205,8 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
          "epoch") + f" ({why})")
 
     def loader(items: list[Item], folder: str, shuffle: bool, batch_size: int, held: bool = False):
-        dataset, workers = CaptchaDataset(folder, items, codec, cfg.image), cfg.runtime.workers
+        dataset = CaptchaDataset(folder, items, codec, cfg.image, cfg.runtime.fast_png)
+        workers = cfg.runtime.workers
         if held:  # decoded once, on every core; then batches are copies in this process
             dataset, workers = MemoryDataset(dataset, resolve_workers(workers)), 0
         return make_loader(dataset, batch_size, workers, device, shuffle=shuffle,

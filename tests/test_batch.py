@@ -1,7 +1,9 @@
 """The nightly runner end to end, as cron runs it: `python run_batch.py --input DIR ...`."""
 import dataclasses
 import shutil
+import struct
 import time
+import zlib
 
 import cv2
 import numpy as np
@@ -12,6 +14,7 @@ import core.batch
 import core.run_state
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.config import LabelConfig
+from core.images import MAX_PIXELS
 from core.labels import build_codec
 from core.models import ModelSpec, build_model
 from tests.conftest import read_csv, refuse_to_list, run_batch
@@ -21,6 +24,9 @@ PLANTED = {  # relative path -> (status, error, labelled, resized)
     "ZERO_1.png": ("error", "empty file", True, None),
     "TRNC_2.png": ("error", "truncated or corrupt PNG", True, None),
     "notes.png": ("error", "not an image", False, None),
+    # 30,000 x 30,000 pixels claimed in a few bytes: refused, not allocated (2.7 GB)
+    "HUGE_7.png": ("error", f"image too large (its header says more than {MAX_PIXELS:,} pixels)",
+                   True, None),
     "GRAY_3.png": ("ok", "", True, False),
     "BIGG_4.png": ("ok", "", True, True),
     "JPEG_5.jpg": ("ok", "", True, False),
@@ -40,6 +46,10 @@ def input_dir(tmp_path_factory, captcha_dir):
     (d / "ZERO_1.png").write_bytes(b"")
     (d / "TRNC_2.png").write_bytes(good[1].read_bytes()[:600])
     (d / "notes.png").write_text("not a picture, just text\n")
+    huge = bytearray(good[5].read_bytes())
+    huge[16:24] = struct.pack(">II", 30000, 30000)
+    huge[29:33] = struct.pack(">I", zlib.crc32(bytes(huge[12:29])))     # IHDR's CRC made right
+    (d / "HUGE_7.png").write_bytes(bytes(huge))
     cv2.imwrite(str(d / "GRAY_3.png"), cv2.cvtColor(sample, cv2.COLOR_BGR2GRAY))
     cv2.imwrite(str(d / "BIGG_4.png"), cv2.resize(sample, None, fx=2, fy=2))
     cv2.imwrite(str(d / "JPEG_5.jpg"), sample)
@@ -86,8 +96,10 @@ def test_summary_counts_match_the_inputs(first_run, input_dir):
     (s,) = read_csv(root / "night1" / "summary.csv")
     n = len(input_dir[1]) + len(PLANTED)
     assert int(s["images"]) == n
-    assert int(s["errors"]) == 3 and int(s["resized"]) == 1
-    assert int(s["unlabelled"]) == 3 and int(s["labelled"]) == n - 3
+    errors = sum(status == "error" for status, *_ in PLANTED.values())
+    unlabelled = sum(not labelled for _, _, labelled, _ in PLANTED.values())
+    assert int(s["errors"]) == errors == 4 and int(s["resized"]) == 1
+    assert int(s["unlabelled"]) == unlabelled == 3 and int(s["labelled"]) == n - 3
     # --device auto: CUDA where there is one (the GPU machine ran this suite too), else the CPU
     assert len(s["model_sha256"]) == 64
     assert s["device"] == ("cuda" if torch.cuda.is_available() else "cpu")

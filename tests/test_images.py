@@ -1,13 +1,18 @@
 import struct
+import subprocess
+import sys
 import tracemalloc
 import zlib
 
 import cv2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from core.images import (ImageError, _png_inflated, decode_image, encode_png, read_image, to_rgb8,
-                         write_png)
+from core.images import (MAX_PIXELS, ImageError, _png_inflated, decode_image, encode_png, read_image,
+                         to_rgb8, write_png)
+from tests.conftest import ROOT
 
 H, W = 46, 284
 
@@ -264,3 +269,129 @@ def test_inflating_stops_at_the_size_the_header_gives():
 def test_interlaced_and_unknown_colour_types_are_left_to_opencv():
     assert _png_inflated(handmade_png(W, H, 2, 8, _rows(), interlace=1)) is None
     assert _png_inflated(handmade_png(W, H, 5, 8, _rows())) is None
+
+
+# --- The fast path on untrusted bytes: mutated PNG files -------------------------------------
+
+def _chunk_spans(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(start, body length, kind) of each whole chunk, up to the first that is not."""
+    spans, pos = [], 8
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if pos + 12 + length > len(data):
+            break
+        spans.append((pos, length, kind))
+        pos += 12 + length
+    return spans
+
+
+def _fix_crc(data: bytearray, start: int) -> None:
+    length = struct.unpack_from(">I", data, start)[0]
+    end = start + 8 + length
+    if end + 4 <= len(data):
+        data[end:end + 4] = struct.pack(">I", zlib.crc32(bytes(data[start + 4:end])))
+
+
+_VALID_PNGS = [
+    encode(_NOISE[..., :3]),                                           # 8-bit RGB
+    encode(_SMOOTH, ".png", (cv2.IMWRITE_PNG_ZLIBBUFFER_SIZE, 1024)),  # many IDAT chunks
+    encode(_NOISE[..., 0]),                                            # grey
+    encode(_NOISE[..., :3].astype(np.uint16) * 257),                  # 16-bit
+    encode(_NOISE),                                                    # RGBA
+    encode_png(_NOISE[..., :3]),                                       # our own encoder
+    handmade_png(W, H, 3, 8, b"".join(b"\x00" + row.tobytes() for row in _INDICES),
+                 before=[png_chunk(b"PLTE", _PALETTE.tobytes())]),    # palette
+]
+_U32 = st.one_of(st.integers(0, 2**32 - 1),
+                 st.sampled_from([0, 1, 2, 45, 46, 47, 283, 285, 8192, 2**16, 2**26, 2**31 - 1,
+                                  2**31, 2**32 - 1]))
+
+
+@st.composite
+def mutated_pngs(draw) -> bytes:
+    data = bytearray(draw(st.sampled_from(_VALID_PNGS)))
+    for _ in range(draw(st.integers(1, 3))):
+        spans = [span for span in _chunk_spans(bytes(data)) if span[1]] or [(8, 0, b"")]
+        how = draw(st.sampled_from(["flip", "flip in a chunk, CRC kept right", "truncate",
+                                    "chunk length", "IHDR size", "IHDR size, CRC kept right"]))
+        if len(data) < 34:
+            break
+        if how == "flip":
+            for _ in range(draw(st.integers(1, 8))):
+                data[draw(st.integers(0, len(data) - 1))] ^= 1 << draw(st.integers(0, 7))
+        elif how == "flip in a chunk, CRC kept right":
+            start, length, _ = draw(st.sampled_from(spans))
+            if length:
+                data[start + 8 + draw(st.integers(0, length - 1))] ^= 1 << draw(st.integers(0, 7))
+                _fix_crc(data, start)
+        elif how == "truncate":
+            del data[draw(st.integers(1, len(data) - 1)):]
+        elif how == "chunk length":
+            start = draw(st.sampled_from(spans))[0]
+            data[start:start + 4] = struct.pack(">I", draw(_U32))
+        else:
+            data[16:24] = struct.pack(">II", draw(_U32), draw(_U32))
+            if how.endswith("kept right"):
+                _fix_crc(data, 8)
+    return bytes(data)
+
+
+def _outcome(data: bytes, fast_png: bool):
+    try:
+        return decode_image(data, H, W, fast_png=fast_png)
+    except ImageError as exc:
+        return str(exc)
+
+
+@pytest.mark.slow   # a minute: headers claiming up to MAX_PIXELS make OpenCV allocate them
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_pngs())
+def test_mutated_pngs_decode_as_with_opencv_alone_or_fail_cleanly(data):
+    # Bit flips, truncation, lying chunk lengths and image sizes (huge ones included): the fast
+    # path gives the pixels OpenCV alone gives, or both name the file as unusable; never
+    # another image, an exception of another kind, or an allocation the data cannot back.
+    fast, alone = _outcome(data, True), _outcome(data, False)
+    if isinstance(alone, str):
+        assert fast == alone
+    else:
+        assert not isinstance(fast, str), fast
+        assert fast[1] == alone[1] and np.array_equal(fast[0], alone[0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(mutated_pngs())
+def test_the_fast_path_inflates_no_more_than_the_header_allows(data):
+    tracemalloc.start()
+    try:
+        result = _png_inflated(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # inflated: exactly the image data of a size that fits the bound, stored (plus headers)
+    assert peak < 4 * (1 << 20) + 4 * len(data) + (0 if result is None else 3 * len(result))
+    if result is not None:
+        width, height = struct.unpack_from(">II", data, 16)
+        assert 0 < width * height <= MAX_PIXELS
+
+
+def test_runtime_fast_png_false_leaves_every_byte_to_opencv(monkeypatch):
+    calls = []
+    monkeypatch.setattr("core.images._png_inflated", lambda data: calls.append(data))
+    data = encode(_NOISE[..., :3])
+    decode_image(data, H, W)
+    assert calls == [data]
+    decode_image(data, H, W, fast_png=False)
+    assert len(calls) == 1
+
+
+def test_a_header_claiming_more_than_max_pixels_is_refused_not_allocated():
+    # 9000 x 9000 RGB (243 MB once decoded) from a file of a few hundred bytes; in a fresh
+    # process, as a night's run imports the package, so the bound reaches OpenCV.
+    data = handmade_png(9000, 9000, 2, 8, b"\x00" * 27001 * 3)
+    code = ("import sys; from core.images import decode_image, ImageError\n"
+            "try: decode_image(sys.stdin.buffer.read(), 46, 284)\n"
+            "except ImageError as e: print(e)")
+    out = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True,
+                         cwd=ROOT, check=True).stdout.decode()
+    assert out.startswith("image too large") and f"{MAX_PIXELS:,}" in out
+    assert 9000 * 9000 > MAX_PIXELS
