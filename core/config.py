@@ -193,6 +193,7 @@ def load_config(path: str | Path | None = DEFAULT_CONFIG_PATH,
     can pass every optional flag straight through.
     """
     cfg = Config()
+    sources: dict[str, str] = {}   # dotted key -> where its value came from
     if path is not None:
         path = Path(path)
         try:
@@ -207,7 +208,7 @@ def load_config(path: str | Path | None = DEFAULT_CONFIG_PATH,
             data = {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping of sections")
-        cfg = _merge(cfg, data, prefix="", source=str(path))
+        cfg = _merge(cfg, data, prefix="", source=str(path), sources=sources)
     if overrides:
         nested: dict[str, Any] = {}
         for key, value in overrides.items():
@@ -215,8 +216,8 @@ def load_config(path: str | Path | None = DEFAULT_CONFIG_PATH,
                 continue
             section, _, name = key.partition(".")
             nested.setdefault(section, {})[name] = value
-        cfg = _merge(cfg, nested, prefix="", source="command line")
-    _check_values(cfg)
+        cfg = _merge(cfg, nested, prefix="", source="command line", sources=sources)
+    _check_values(cfg, sources)
     return cfg
 
 
@@ -229,7 +230,8 @@ def dump_config(cfg: Config) -> str:
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False, allow_unicode=True)
 
 
-def _merge(obj: Any, data: Mapping[str, Any], prefix: str, source: str) -> Any:
+def _merge(obj: Any, data: Mapping[str, Any], prefix: str, source: str,
+           sources: dict[str, str]) -> Any:
     known = {f.name: f for f in fields(obj)}
     changes = {}
     for key, value in data.items():
@@ -240,9 +242,10 @@ def _merge(obj: Any, data: Mapping[str, Any], prefix: str, source: str) -> Any:
         if is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{source}: '{dotted}' must be a mapping, got {_describe(value)}")
-            changes[key] = _merge(current, value, f"{dotted}.", source)
+            changes[key] = _merge(current, value, f"{dotted}.", source, sources)
         else:
             changes[key] = _coerce(value, type(current), dotted, source)
+            sources[dotted] = source
     return dataclasses.replace(obj, **changes)
 
 
@@ -311,9 +314,11 @@ def _check_labels(labels: LabelConfig, bad, prefix: str = "labels.") -> None:
         raise bad(f"{prefix}length", f"must be at least 1, got {labels.min_length}")
 
 
-def _check_values(cfg: Config) -> None:
+def _check_values(cfg: Config, sources: Mapping[str, str]) -> None:
     def bad(key: str, why: str) -> ConfigError:
-        return ConfigError(f"'{key}' {why}")
+        # the source of the value (e.g. a coverage list's), or of a key the check is about
+        source = sources.get(key.partition("[")[0], "the defaults")
+        return ConfigError(f"{source}: '{key}' {why}")
 
     _check_labels(cfg.labels, bad)
     _check_labels(cfg.generate.labels, bad, "generate.")

@@ -90,6 +90,20 @@ def test_bad_values_are_refused():
             load_config(None, {"runtime.batch_size": size})
 
 
+def test_a_bad_value_names_the_file_or_flag_it_came_from(tmp_path):
+    path = write(tmp_path, "train:\n  lr: -0.1\n")
+    with pytest.raises(ConfigError, match=r"^.*c\.yaml: 'train\.lr' must be positive"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"^command line: 'train\.lr' must be positive"):
+        load_config(path, {"train.lr": -1.0})
+    # a check across two keys names where the value it refuses came from
+    path = write(tmp_path, "train:\n  min_samples: 10\n")
+    with pytest.raises(ConfigError, match=r"^command line: 'train\.max_samples' must be at least"):
+        load_config(path, {"train.max_samples": 5})
+    with pytest.raises(ConfigError, match=r"^the defaults: 'train\.max_samples' must be at least"):
+        load_config(None, {"train.min_samples": 10**9})
+
+
 @pytest.mark.parametrize("key,value", [("augment.shift_x", -0.1), ("augment.scale", 1.0),
                                        ("augment.colour", 2.5), ("augment.rotate_degrees", 90.0),
                                        ("augment.share", 1.5), ("augment.share", -0.2)])
