@@ -118,14 +118,13 @@ class CaptchaDataset(Dataset):
         array, channels-last ((B, 3, H, W) in shape, (B, H, W, 3) in memory, as decoded, so
         neither the workers nor the model transpose anything), targets, indices and resized
         flags as numpy arrays, errors as strings. Built once per batch rather than per image and
-        then stacked: about 10-15 us less per captcha of the decoding worker's ~400 (2-core box).
-        The numpy fields travel inside the pickled batch; every tensor a worker hands over
+        then stacked (cheaper; docs/performance.md, *Figures behind the code*). The numpy fields travel inside the pickled batch; every tensor a worker hands over
         costs a shared-memory file and a socket round trip, so only the images are one
         (CaptchaLoader turns the rest back into tensors in the receiving process)."""
         count, length = len(indices), self.codec.target_length
         # A numpy buffer, wrapped at the end: filling a torch.empty batch through a numpy view
-        # instead made each worker's memory grow by ~160 MB over 5,000 captchas once the
-        # batches were moved to shared memory (measured; the wrapped buffer stays flat).
+        # instead made each worker's memory grow with every batch moved to shared memory (the
+        # wrapped buffer stays flat; docs/performance.md, *Figures behind the code*).
         pixels = np.empty((count, self.height, self.width, 3), dtype=np.uint8)
         targets = np.empty((count, length), dtype=np.int64)
         errors = [""] * count
@@ -214,11 +213,10 @@ class PredictingDataset(Dataset):
     batches on its own (data parallel) and the main process only keeps the books.
 
     Splitting the work instead (workers decode, the main process runs the model) leaves a core
-    partly idle whenever the two halves differ in cost: on the 2-core reference box decoding a
-    captcha takes ~250 us and the model ~340, so the worker idled while the main process set
-    the pace (docs/performance.md). Logits are small (a few hundred bytes per image) and travel
+    partly idle whenever the two halves differ in cost, as decoding and the model do
+    (docs/performance.md). Logits are small (a few hundred bytes per image) and travel
     pickled with the batch, which also spares the main process the shared-memory handover of
-    the images. The model is the one prepared in the main process (core.models.for_inference),
+    the images. The model is the one prepared in the main process (core.inference.for_inference),
     copied into each worker when it starts; on CUDA prediction stays in the main process."""
 
     def __init__(self, dataset: Dataset, model: torch.nn.Module):

@@ -221,7 +221,7 @@ def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
 
 def _integer(rng: np.random.Generator, low: int, high: int) -> int:
     """One integer from [low, high), uniformly: rng.integers' distribution at a tenth of its
-    cost per scalar (~15 us a call; a captcha draws about seventeen)."""
+    cost per scalar (a captcha draws about seventeen)."""
     return low + int((high - low) * rng.random())
 
 
@@ -573,9 +573,9 @@ def _degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     """Standard normal float32 noise of `shape`: a window at a random offset into a fixed bank
-    of normal draws. Drawing them afresh (numpy's standard_normal) took ~0.6 ms per captcha
-    here, more than any other step; a window costs nothing, and its place in a bank of a
-    million values is as random as the captcha's other choices."""
+    of normal draws. Drawing them afresh (numpy's standard_normal) cost more than any other
+    step of a captcha; a window costs nothing, and its place in a bank of a million values is
+    as random as the captcha's other choices."""
     size = math.prod(shape)
     bank = _noise_bank(max(_NOISE_BANK, 4 * size))
     start = _integer(rng, 0, bank.size - size + 1)

@@ -124,8 +124,8 @@ def _png_inflated(data: bytes) -> bytes | None:
     where the file is anything but a complete, intact, non-interlaced PNG (it then goes to
     OpenCV as it is, which names what is wrong).
 
-    Inflating is most of what decoding a PNG costs: zlib, which libpng uses, takes ~285 us of
-    the ~340 us a captcha costs; ISA-L inflates the same data in ~110 us. libpng is still the
+    Inflating is most of what decoding a PNG costs, and ISA-L inflates about 2.5 times as fast
+    as the zlib inside libpng (docs/performance.md). libpng is still the
     one that reads the file: it gets the same chunks, with the image data in stored deflate
     blocks (a copy for zlib), and does the unfiltering, colour types and bit depths itself, so
     every encoder's files decode to the same pixels as before (tested). The chunks replaced
@@ -218,12 +218,12 @@ def write_png(path: str, rgb: np.ndarray) -> None:
 def encode_png(rgb: np.ndarray) -> bytes:
     """An RGB uint8 array of (height, width, 3) as the bytes of an 8-bit truecolour PNG.
 
-    The mirror of _png_inflated: what costs time in writing a PNG is deflating its image data,
-    and libpng's zlib (cv2.imencode) takes ~0.9-1.3 ms per captcha for it, a fifth of what
-    generating one cost. Here every scanline gets PNG's Sub filter (each byte minus the same
-    channel of the pixel to its left: one numpy subtraction) and ISA-L deflates them at its
-    level 1 in ~0.3 ms, to the same size as cv2.imencode's files (22.4 against 22.3 KiB per
-    captcha). Any PNG reader decodes them to the same pixels (tested with libpng alone)."""
+    The mirror of _png_inflated: what costs time in writing a PNG is deflating its image data.
+    Here every scanline gets PNG's Sub filter (each byte minus the same channel of the pixel to
+    its left: one numpy subtraction) and ISA-L deflates them at its level 1, several times
+    faster than libpng's zlib (cv2.imencode) and to files of about the same size
+    (docs/performance.md). Any PNG reader decodes them to the same pixels (tested with libpng
+    alone)."""
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
         raise ValueError(f"encode_png takes a non-empty (height, width, 3) uint8 array, "
                          f"not {rgb.dtype} of shape {rgb.shape}")

@@ -113,7 +113,7 @@ class RawInputConv(nn.Module):
         correction, regions = self.correction, self.regions
         if correction.shape[-2:] != y.shape[-2:]:
             correction, regions = self._correction((x.shape[-2], x.shape[-1]))
-        # The edge bands only: adding the whole map took ~4.6 us per captcha.
+        # The edge bands only: adding the whole correction map costs a pass over the output.
         for r, c in regions:
             y[..., r, c] += correction[..., r, c]
         return y

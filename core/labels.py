@@ -129,8 +129,8 @@ class FixedLengthCodec:
         return self.cfg.length
 
     def encode(self, text: str | None) -> np.ndarray:
-        """Targets for one label, as int64 (the dataset writes them into a batch's numpy array:
-        a tensor per label cost the decoding worker ~6 us per captcha, this ~1.4); None
+        """Targets for one label, as int64 numpy (the dataset writes them into a batch's numpy
+        array; a tensor per label costs the decoding worker several times more); None
         (unlabelled) gives IGNORE everywhere."""
         if text is None:
             return np.full(self.target_length, IGNORE, dtype=np.int64)

@@ -99,8 +99,8 @@ class CaptchaNet(nn.Module):
         self.input_size = (spec.height, spec.width)
         self.normalise_input = True   # False once for_inference folded it into the first layer
         self._init_weights()
-        # Channels-last convolutions run over twice as fast on CPU (measured: seed-gap training
-        # 617 -> 1366 images/s at batch 32 on 2 cores) and suit CUDA tensor cores too.
+        # Channels-last convolutions run about twice as fast on CPU (docs/performance.md) and
+        # suit CUDA tensor cores too.
         self.to(memory_format=torch.channels_last)
 
     def _init_weights(self) -> None:
@@ -125,9 +125,8 @@ class CaptchaNet(nn.Module):
 
 class MaxPool2x2(nn.Module):
     """nn.MaxPool2d(2, 2), the same values, computed as two element-wise maxima over strided
-    views. On channels-last CPU tensors with few channels this is about 2.5 times faster than
-    PyTorch's pooling kernel (8 channels at 46x284: 98 -> 38 us per image, one thread), which
-    was a quarter of seed-gap's inference time. Its backward pass, though, is slow (masks and
+    views: on channels-last CPU tensors with few channels, much faster than PyTorch's pooling
+    kernel (benchmarks/inference_rewrites.py). Its backward pass, though, is slow (masks and
     fills for each maximum: half of a seed-pos training step), so where a gradient is wanted
     PyTorch's kernel runs instead: training steps 1.65 times as fast, the same values."""
 

@@ -61,8 +61,7 @@ def share_cores(device: torch.device, workers: int) -> int:
     The workers predict as well as decode (each with one thread, core.data.PredictingDataset),
     so by default (one per core) the main process keeps one thread for its bookkeeping; with
     --workers 0 it predicts itself, on every core. Without this, torch's threads and the
-    workers fight over the same cores (on the 2-core reference box, run_batch read 1,170
-    images/s with 2 torch threads beside 2 workers, 1,600 with 1 thread; docs/performance.md)."""
+    workers fight over the same cores (docs/performance.md)."""
     import torch
 
     if device.type != "cpu":
@@ -89,9 +88,8 @@ def available_memory() -> int | None:
 
 
 # Inference batch sizes for runtime.batch_size -1. On CPU, small batches keep a batch's
-# activations inside the caches: seed-gap runs about 3,900 images/s at batch 32 but about 1,850
-# at batch 256, whose first-layer activations alone are over 100 MB (2-core AVX-512 Xeon,
-# torch 2.13; see docs/performance.md). GPUs need large batches to be kept busy.
+# activations inside the caches (a large batch's first-layer activations alone outgrow them;
+# docs/performance.md). GPUs need large batches to be kept busy.
 AUTO_BATCH_SIZE = {"cpu": 32, "cuda": 256}
 
 
@@ -114,9 +112,8 @@ def keep_freed_memory() -> bool:
 
     A CPU forward pass allocates and frees megabytes of activations per layer and batch. By
     default glibc serves such blocks with fresh mmap()s (or trims them off the heap when freed),
-    so every batch page-faults its activations in again: on the 2-core box, seed-pos inference at
-    batch 32 took 5,200-5,500 page faults and 690-720 us per image, against about none and
-    430 us with this setting (benchmarks/page_faults.py, docs/performance.md). PyTorch's CPU
+    so every batch page-faults its activations in again (benchmarks/page_faults.py measures
+    it; docs/performance.md). PyTorch's CPU
     tuning guide gives the same advice through jemalloc or tcmalloc; this needs neither. Returns
     False where the C library is not glibc (nothing changes there). Memory held stays bounded by the peak of one batch's work."""
     try:
