@@ -28,7 +28,7 @@ from core.run_record import Thresholds
 from core.run_state import ResumeError
 from core.runtime import freeze_loaded_objects
 from jobs.common import (EXIT_ALERT, EXIT_LOCKED, add_config_arg, add_runtime_args, fail,
-                         job_config, job_device)
+                         fraction, job_config, job_device, percentage_points)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = ROOT / "models" / "default.pt"
@@ -52,30 +52,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(path, size, modification time); carry the other rows over")
     p.add_argument("--quiet", action="store_true",
                    help="for cron: only warnings and the one-line summary (run.log has it all)")
-    p.add_argument("--min-accuracy", type=_fraction, default=None, metavar="X",
+    p.add_argument("--min-accuracy", type=fraction, default=None, metavar="X",
                    help="exit 3 if captcha accuracy is below X (a fraction, e.g. 0.95)")
-    p.add_argument("--max-drop", type=_points, default=None, metavar="P",
+    p.add_argument("--max-drop", type=percentage_points, default=None, metavar="P",
                    help="exit 3 if captcha accuracy fell more than P percentage points below "
                         "the previous completed run in ROOT/history.csv")
-    p.add_argument("--max-error-rate", type=_fraction, default=None, metavar="R",
+    p.add_argument("--max-error-rate", type=fraction, default=None, metavar="R",
                    help="exit 3 if more than this share of the files is unreadable (e.g. 0.01)")
     add_config_arg(p)
     add_runtime_args(p)
     return p.parse_args(argv)
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 1 (e.g. 0.95)")
-    return value
-
-
-def _points(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 100.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a number of percentage points (0-100)")
-    return value
 
 
 def main(argv: list[str] | None = None) -> None:

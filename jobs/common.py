@@ -31,6 +31,22 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
                              "runtime.workers)")
 
 
+def fraction(text: str) -> float:
+    """An argument type: a number from 0 to 1."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 1 (e.g. 0.95)")
+    return value
+
+
+def percentage_points(text: str) -> float:
+    """An argument type: a number of percentage points, 0 to 100."""
+    value = float(text)
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of percentage points (0-100)")
+    return value
+
+
 def fail(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(EXIT_USAGE)
