@@ -135,14 +135,13 @@ def carried_rows(run_dir: Path, items: list[Item], columns: list[str]) -> dict[s
     return rows
 
 
-def clear_uncommitted_parts(run_dir: Path, state: RunState) -> Path:
-    """RUN/parts, without the part files written after the last manifest; returns the folder."""
+def clear_uncommitted_parts(run_dir: Path, state: RunState) -> None:
+    """RUN/parts made, or cleared of the part files written after the last manifest."""
     parts = run_dir / PARTS
     parts.mkdir(exist_ok=True)
     for orphan in parts.iterdir():
         if not orphan.name.endswith(".csv") or int(orphan.stem) >= state.parts:
             orphan.unlink()
-    return parts
 
 
 def commit_part(run_dir: Path, state: RunState, columns: list[str], rows: list[dict]) -> None:
