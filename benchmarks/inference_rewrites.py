@@ -3,8 +3,8 @@ model's time per captcha with each one added in turn, alternated round by round,
 
     python benchmarks/inference_rewrites.py [--model models/default.pt] [--threads 1]
 
-Variants: the trained model in eval mode (channels-last, as the runner feeds it); + batch
-normalisation folded; + input normalisation folded (= core.inference.for_inference); and
+Variants: the trained model in eval mode (channels-last, as the runner feeds it); with batch
+normalisation folded (= core.inference.for_inference, the temperature aside); and
 for_inference with PyTorch's MaxPool2d in place of MaxPool2x2. Also prints the largest
 difference of each variant's logits from the first's. Random uint8 images of the model's size:
 the arithmetic does not depend on the pixels.
@@ -22,8 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.checkpoint import load_checkpoint  # noqa: E402
-from core.inference import fold_batchnorm, for_inference  # noqa: E402
+from core.inference import for_inference  # noqa: E402
 from core.models import MaxPool2x2  # noqa: E402
+from core.runtime import keep_freed_memory  # noqa: E402
 
 
 def _eval_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -32,16 +33,13 @@ def _eval_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 def variants(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     plain = _eval_copy(model)
-    bn = _eval_copy(model)
-    fold_batchnorm(bn)
     full = for_inference(model)
     torch_pool = for_inference(model)
     for module in torch_pool.modules():
         for name, child in module.named_children():
             if isinstance(child, MaxPool2x2):
                 setattr(module, name, torch.nn.MaxPool2d(2, 2))
-    return {"eval mode": plain, "+ batchnorm folded": bn,
-            "+ input normalisation folded (for_inference)": full,
+    return {"eval mode": plain, "+ batchnorm folded (for_inference)": full,
             "for_inference, torch MaxPool2d": torch_pool}
 
 
@@ -54,6 +52,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()   # as every job does: without it page faults dominate (core.runtime)
     ckpt = load_checkpoint(args.model)
     h, w = ckpt.image.height, ckpt.image.width
     images = torch.randint(0, 256, (args.images, 3, h, w), dtype=torch.uint8,

@@ -78,8 +78,7 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-# uint8 pixels -> about zero mean and unit variance. 64 is a power of two, so folding the scale
-# into a layer's weights (RawInputConv) changes no value by itself.
+# uint8 pixels -> about zero mean and unit variance.
 INPUT_SHIFT, INPUT_SCALE = 127.5, 64.0
 
 
@@ -97,7 +96,6 @@ class CaptchaNet(nn.Module):
         self.features = features
         self.heads = nn.ModuleList(nn.Linear(feature_dim, spec.classes) for _ in range(spec.steps))
         self.input_size = (spec.height, spec.width)
-        self.normalise_input = True   # False once for_inference folded it into the first layer
         self._init_weights()
         # Channels-last convolutions run about twice as fast on CPU (docs/performance.md) and
         # suit CUDA tensor cores too.
@@ -116,9 +114,7 @@ class CaptchaNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # Centred inputs start training much faster than the seed's plain /255 (its [0, 1]
         # inputs all push the same way).
-        x = images.to(torch.float32, memory_format=torch.channels_last)
-        if self.normalise_input:
-            x = normalise(x)
+        x = normalise(images.to(torch.float32, memory_format=torch.channels_last))
         x = self.features(x)
         return torch.stack([head(x) for head in self.heads], dim=1)
 
@@ -237,9 +233,7 @@ class SequenceNet(CaptchaNet):
         self.sequence = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.to(torch.float32, memory_format=torch.channels_last)
-        if self.normalise_input:
-            x = normalise(x)
+        x = normalise(images.to(torch.float32, memory_format=torch.channels_last))
         x = self.features(x)                                  # (B, channels, rows, frames)
         x = x.permute(0, 3, 1, 2).flatten(2)                  # (B, frames, channels * rows)
         x, _ = self.sequence(F.relu(self.project(x)))
