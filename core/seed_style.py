@@ -54,6 +54,7 @@ _MAX_ROTATION_DEG = 8.0
 _TEXT_LEFT = (0.095, 0.125)         # about 30 px of 284
 _GLYPH_PAD = 1 / 3                  # room around a glyph, / image height, so turning never cuts it
 _GAP = (-0.04, 0.05)                # between neighbours, / image height: nearly touching
+_SIZE_STEP = 2                      # font sizes drawn: even numbers of pixels
 
 
 @functools.lru_cache(maxsize=None)
@@ -73,7 +74,7 @@ def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(_font_path(name), size)
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=16384)
 def _bitmap(name: str, size: int, char: str) -> tuple[np.ndarray, int]:
     """`char` rasterised in the face `name` at `size` pixels, cropped to its ink box, and the
     box's top relative to the baseline (negative: above it). Cached: a night of captchas draws
@@ -107,7 +108,10 @@ def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int
     elif rng.random() < _SMALL:
         cap *= _uniform(rng, *_SMALL_SCALE)
         drop = _uniform(rng, *_SMALL_DROP) * h
-    ink, top = _bitmap(name, max(4, round(cap / _cap_ratio(name))), char)
+    # Font sizes in steps of _SIZE_STEP pixels: the cap height is random anyway, and fewer
+    # distinct sizes keep the rasterised glyphs in _bitmap's cache.
+    size = max(4, _SIZE_STEP * round(cap / _cap_ratio(name) / _SIZE_STEP))
+    ink, top = _bitmap(name, size, char)
     th, tw = ink.shape
     pad = int(_GLYPH_PAD * h) + 2
     baseline = round(_uniform(rng, *_BASELINE) * h + drop)
