@@ -302,8 +302,11 @@ _VALID_PNGS = [
     handmade_png(W, H, 3, 8, b"".join(b"\x00" + row.tobytes() for row in _INDICES),
                  before=[png_chunk(b"PLTE", _PALETTE.tobytes())]),    # palette
 ]
+# Sizes a header may claim: around the real ones, and huge (past MAX_PIXELS: refused before
+# any allocation). Sizes just under the bound are left to the test of the bound below: OpenCV
+# would allocate and fill up to MAX_PIXELS for each, and the examples would take minutes.
 _U32 = st.one_of(st.integers(0, 2**32 - 1),
-                 st.sampled_from([0, 1, 2, 45, 46, 47, 283, 285, 8192, 2**16, 2**26, 2**31 - 1,
+                 st.sampled_from([0, 1, 2, 45, 46, 47, 283, 285, 1000, 2**26 + 1, 2**31 - 1,
                                   2**31, 2**32 - 1]))
 
 
@@ -343,8 +346,8 @@ def _outcome(data: bytes, fast_png: bool):
         return str(exc)
 
 
-@pytest.mark.slow   # a minute: headers claiming up to MAX_PIXELS make OpenCV allocate them
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow   # about half a minute
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_pngs())
 def test_mutated_pngs_decode_as_with_opencv_alone_or_fail_cleanly(data):
     # Bit flips, truncation, lying chunk lengths and image sizes (huge ones included): the fast
