@@ -118,9 +118,10 @@ class CaptchaDataset(Dataset):
         array, channels-last ((B, 3, H, W) in shape, (B, H, W, 3) in memory, as decoded, so
         neither the workers nor the model transpose anything), targets, indices and resized
         flags as numpy arrays, errors as strings. Built once per batch rather than per image and
-        then stacked (cheaper; docs/performance.md, *Figures behind the code*). The numpy fields travel inside the pickled batch; every tensor a worker hands over
-        costs a shared-memory file and a socket round trip, so only the images are one
-        (CaptchaLoader turns the rest back into tensors in the receiving process)."""
+        then stacked (cheaper; docs/performance.md, *Figures behind the code*). The numpy
+        fields travel inside the pickled batch; every tensor a worker hands over costs a
+        shared-memory file and a socket round trip, so only the images are one (CaptchaLoader
+        turns the rest back into tensors in the receiving process)."""
         count, length = len(indices), self.codec.target_length
         # A numpy buffer, wrapped at the end: filling a torch.empty batch through a numpy view
         # instead made each worker's memory grow with every batch moved to shared memory (the

@@ -58,13 +58,13 @@ class TrainingPlan:
     resume: bool = False            # continue from OUTPUT.state.pt
 
 
-def seed_row(e: EpochResult) -> str:
+def _epoch_line(e: EpochResult) -> str:
     return (f"{e.epoch}\t{e.train_loss:.3f}\t{e.val_loss:.3f}\t"
             f"{e.val_chars_correct} ({100 * e.val_char_accuracy:.2f} %)\t"
             f"{e.val_captchas_correct} ({100 * e.val_captcha_accuracy:.2f} %)")
 
 
-def test_row(m: Metrics) -> str:
+def _test_line(m: Metrics) -> str:
     return (f"{m.loss:.3f}\t{m.chars_correct} ({100 * m.char_accuracy:.2f} %)\t"
             f"{m.captchas_correct} ({100 * m.captcha_accuracy:.2f} %)")
 
@@ -148,7 +148,7 @@ class _Record:
         per_epoch = sum(r[-1] for r in self.rows + [e.row()]) / done
         left = (f"\tabout {_duration(per_epoch * (self.epochs - e.epoch))} left"
                 if e.epoch < self.epochs else "")
-        self.say(seed_row(e) + left)
+        self.say(_epoch_line(e) + left)
         self.rows.append(e.row())
         write_csv(self.output.with_suffix(".history.csv"), EPOCH_COLUMNS, self.rows)
         if improved:  # a crash later still leaves the best model so far
@@ -276,6 +276,6 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
         summary["test"] = {"input": str(plan.test), **metrics.as_dict()}
         record.save()
         say("loss\tchars ok (%)\tcaptchas ok (%)")
-        say(test_row(metrics))
+        say(_test_line(metrics))
     state_path.unlink(missing_ok=True)   # finished: nothing left to resume
     return summary
