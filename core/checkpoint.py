@@ -81,8 +81,11 @@ def load_checkpoint(path: str | Path, labels: LabelConfig | None = None,
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged or foreign file
+        # torch's first sentence only: its weights_only message goes on to suggest loading
+        # the file as code, which a nightly job must never do
+        first = (str(exc).splitlines() or [""])[0].split(". ")[0][:120]
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+                              f"{first})") from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path} is not a captcha checkpoint (no format_version)")
     if payload["format_version"] > FORMAT_VERSION:
