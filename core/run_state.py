@@ -136,11 +136,11 @@ def carried_rows(run_dir: Path, items: list[Item], columns: list[str]) -> dict[s
 
 
 def clear_uncommitted_parts(run_dir: Path, state: RunState) -> None:
-    """RUN/parts made, or cleared of the part files written after the last manifest."""
+    """RUN/parts made, or cleared of everything but the parts the last manifest counts."""
     parts = run_dir / PARTS
     parts.mkdir(exist_ok=True)
     for orphan in parts.iterdir():
-        if not orphan.name.endswith(".csv") or int(orphan.stem) >= state.parts:
+        if orphan.suffix != ".csv" or not orphan.stem.isdigit() or int(orphan.stem) >= state.parts:
             orphan.unlink()
 
 

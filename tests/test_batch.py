@@ -229,3 +229,14 @@ def test_stdout_says_when_folders_could_not_be_listed(capsys, tmp_path, quiet):
     assert "could not be listed" not in capsys.readouterr().out
     _report({**summary, "unlistable_folders": "2"}, tmp_path, quiet)
     assert "2 folder(s) under the input could not be listed" in capsys.readouterr().out
+
+
+def test_resume_clears_every_file_in_parts_the_manifest_does_not_count(tmp_path):
+    state = core.run_state.RunState("in", 3, "", "", "", "", rows=2, parts=2)
+    parts = tmp_path / core.run_state.PARTS
+    parts.mkdir()
+    names = ["000000.csv", "000001.csv", "000002.csv", "notes.csv", ".000002.csv.9.tmp", "x"]
+    for name in names:
+        (parts / name).write_text("")
+    core.run_state.clear_uncommitted_parts(tmp_path, state)
+    assert sorted(p.name for p in parts.iterdir()) == ["000000.csv", "000001.csv"]
