@@ -98,11 +98,10 @@ def start_or_resume(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Che
             f.write(dump_config(cfg))
         write_state(run_dir, fresh)
         return fresh
-    for what, key in (("input folder", "input"), ("list of input files", "listing_sha256"),
-                      ("model", "model_sha256"), ("configuration", "config_sha256")):
-        if getattr(state, key) != getattr(fresh, key):
-            raise ResumeError(f"cannot resume {run_dir.name}: its {what} changed since it started "
-                              "(start a new run instead)")
+    what = _what_differs(state, fresh, listing=True)
+    if what:
+        raise ResumeError(f"cannot resume {run_dir.name}: its {what} changed since it started "
+                          "(start a new run instead)")
     return state
 
 
@@ -115,11 +114,18 @@ def carry_source(root: Path, fresh: RunState, previous: dict | None) -> tuple[st
     state = read_state(root / run_id)
     if state is None or not (root / run_id / PREDICTIONS).exists():
         return "", f"run {run_id} left no {MANIFEST} and {PREDICTIONS}"
-    for what, key in (("input folder", "input"), ("model", "model_sha256"),
-                      ("configuration", "config_sha256")):
-        if getattr(state, key) != getattr(fresh, key):
-            return "", f"run {run_id} used another {what}"
-    return run_id, ""
+    what = _what_differs(state, fresh, listing=False)
+    return ("", f"run {run_id} used another {what}") if what else (run_id, "")
+
+
+def _what_differs(a: RunState, b: RunState, listing: bool) -> str:
+    """The first of the input folder, (with listing) the list of input files, the model and
+    the configuration that two runs do not share, in words; "" if they share them all."""
+    for what, key in (("input folder", "input"), ("list of input files", "listing_sha256"),
+                      ("model", "model_sha256"), ("configuration", "config_sha256")):
+        if (listing or key != "listing_sha256") and getattr(a, key) != getattr(b, key):
+            return what
+    return ""
 
 
 def carried_rows(run_dir: Path, items: list[Item], columns: list[str]) -> dict[str, dict]:
