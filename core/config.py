@@ -29,7 +29,7 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 CASE_FOLDS = ("upper", "lower", "none")
 LR_SCHEDULES = ("constant", "cosine", "warmup-cosine")
 OPTIMIZERS = ("adam", "adamw")
-CAPTCHA_STYLES = ("classic", "seed2016")   # generate.style (core.generator, core.seed_style)
+CAPTCHA_STYLES = ("classic", "seed2016", "fonts")   # generate.style (core.generator, core.seed_style, core.text_style)
 AUTO = "auto"
 # Settings that may be "auto" besides a value of their type: what it means is decided where the
 # setting is used (the number of epochs from the number of images, the alphabet from the file
@@ -91,6 +91,7 @@ class ImageConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str = "crnn"
+    pretrained: str = AUTO   # a new model's starting weights: auto (the bundled base when it fits), none, or a checkpoint
 
 
 @dataclass(frozen=True)
@@ -149,15 +150,17 @@ class GenerateConfig:
     """The synthetic captchas' own settings: the seed post's alphabet, length and size."""
     workers: int = -1
     alphabet: str = SEED_ALPHABET
-    length: int = 4
+    length: int | str = 4      # a number or a range "MIN-MAX" (each label's length drawn in it)
     height: int = 46
     width: int = 284
     style: str = "classic"
 
     @property
     def labels(self) -> LabelConfig:
-        """How the generated files are named: LABEL_index.png, upper case."""
-        return LabelConfig(self.alphabet, self.length, "upper", "_")
+        """How the generated files are named: LABEL_index.png, upper case unless the alphabet
+        has lower-case letters."""
+        upper = all(c == c.upper() for c in self.alphabet)
+        return LabelConfig(self.alphabet, self.length, "upper" if upper else "none", "_")
 
     @property
     def image(self) -> ImageConfig:
@@ -253,7 +256,7 @@ _LENGTH_RANGE = re.compile(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?")
 
 
 def _coerce(value: Any, expected: type, key: str, source: str) -> Any:
-    if key == "labels.length":
+    if key in ("labels.length", "generate.length"):
         return _coerce_length(value, key, source)
     if key in _AUTO_TYPES:
         if value == AUTO:
@@ -321,6 +324,9 @@ def _check_values(cfg: Config, sources: Mapping[str, str]) -> None:
         return ConfigError(f"{source}: '{key}' {why}")
 
     _check_labels(cfg.labels, bad)
+    if cfg.generate.length == AUTO:
+        raise bad("generate.length", "must be a number or a range like \"4-8\" (the "
+                                     "generator draws labels, it finds nothing)")
     _check_labels(cfg.generate.labels, bad, "generate.")
     sizes = [("train.epochs", 1 if cfg.train.epochs == AUTO else cfg.train.epochs),
              ("train.passes", cfg.train.passes),

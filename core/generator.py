@@ -103,6 +103,9 @@ def render_captcha(text: str, rng: np.random.Generator, height: int, width: int,
     if style == "seed2016":
         from .seed_style import render   # it draws with this module's toolkit
         return render(text, rng, height, width)
+    if style == "fonts":
+        from .text_style import render as render_text
+        return render_text(text, rng, height, width)
     _check_style(style)
     _, _, image = text_layers(text, rng, height, width)
     _scatter_clutter(image, rng, height, width)

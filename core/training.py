@@ -27,7 +27,7 @@ import torch
 from .augment import build_augment
 from .calibration import MIN_MISREAD, calibrate
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint, with_model_settings
-from .config import Config, dump_config
+from .config import AUTO, Config, dump_config
 from .data import CaptchaDataset, Item, MemoryDataset, hold_in_memory, make_loader, scan_folder
 from .discover import DiscoveryError, discover_folder
 from .engine import Metrics, evaluate
@@ -36,6 +36,7 @@ from .fit import (EPOCH_COLUMNS, EpochResult, ResumeError, fit, load_training_st
                   save_training_state, split_items, training_fingerprint)
 from .labels import build_codec
 from .models import ModelSpec, build_model, codec_kind, count_parameters
+from .pretrained import NONE, PretrainedError, class_names, pretrained_for, transfer
 from .progress import progress
 from .review import CorrectionsError, apply_corrections, read_corrections
 from .runtime import resolve_workers
@@ -93,6 +94,22 @@ def _initial_checkpoint(plan: TrainingPlan, cfg: Config) -> Checkpoint | None:
         raise TrainingError(f"--arch {plan.arch} differs from the architecture of --init "
                             f"{plan.init} ({init.arch}); leave --arch out to fine-tune it")
     return init
+
+
+def _pretrained(cfg: Config, model: torch.nn.Module, codec,
+                say: Callable[[str], None]) -> Checkpoint | None:
+    """The base model.pretrained names, its weights copied into `model`; None if none."""
+    try:
+        base = pretrained_for(cfg, say)
+    except PretrainedError as exc:
+        raise TrainingError(str(exc)) from None
+    if base is not None:
+        copied = transfer(base, model, codec)
+        shared = len(set(class_names(codec)) & set(class_names(base.codec)))
+        say(f"starting from the pretrained {base.path} (sha256 {base.sha256[:12]}): "
+            f"{copied} of {len(model.state_dict())} tensors, the output rows of {shared} of "
+            f"{len(class_names(codec))} classes")
+    return base
 
 
 def _folder_settings(cfg: Config, folder: str, say: Callable[[str], None]) -> Config:
@@ -165,6 +182,9 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
         raise TrainingError(f"test folder {plan.test} does not exist or is not a folder")
     if not Path(plan.input).is_dir():
         raise TrainingError(f"input folder {plan.input} does not exist or is not a folder")
+    if plan.init is not None and cfg.model.pretrained not in (AUTO, NONE):
+        raise TrainingError(f"--init continues a trained model, model.pretrained "
+                            f"({cfg.model.pretrained}) starts a new one: give one of the two")
     init = _initial_checkpoint(plan, cfg)
     if init is not None:   # it reads what it was trained to read
         cfg = with_model_settings(dataclasses.replace(
@@ -178,6 +198,7 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
             cfg.model.arch, ModelSpec.from_config(cfg.image, codec))
     except ValueError as exc:   # labels or an image size that this architecture cannot read
         raise TrainingError(str(exc)) from None
+    base = None if init is not None else _pretrained(cfg, model, codec, say)
     corrections = {}
     if plan.corrections:
         try:
@@ -214,8 +235,9 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
 
     epochs = cfg.train.epochs_for(len(train_items))
     state_path = plan.output.with_suffix(".state.pt")
+    origin = init if init is not None else base
     fingerprint = training_fingerprint(cfg, train_items, val_items,
-                                       init.sha256 if init is not None else "")
+                                       origin.sha256 if origin is not None else "")
     resume_from = None
     if plan.resume:
         try:
@@ -237,6 +259,8 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
                "augment": dataclasses.asdict(cfg.augment) if cfg.augment.enabled else None}
     if init is not None:
         summary["init"] = {"model": init.path, "sha256": init.sha256}
+    if base is not None:
+        summary["pretrained"] = {"model": base.path, "sha256": base.sha256}
     if corrections:
         summary["corrections"] = {"file": str(plan.corrections), "labels": len(corrections)}
     record = _Record(model, cfg, plan.output, epochs, rows, summary, say)

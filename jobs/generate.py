@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="processes, -1: one per core (default: generate.workers)")
     parser.add_argument("--style", choices=CAPTCHA_STYLES, default=None,
-                        help="the captchas' look: classic, or seed2016 (the seed's real "
-                             "captchas as they look); default: generate.style")
+                        help="the captchas' look: classic, seed2016 (the seed's real "
+                             "captchas as they look) or fonts (printed text of every kind, for pretraining); default: generate.style")
     add_config_arg(parser)
     parser.add_argument("--preview", default=None, metavar="PNG",
                         help="also write a grid of the first 24 captchas to this PNG")

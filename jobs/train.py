@@ -51,6 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--init", default=None, metavar="MODEL.pt",
                    help="start from this checkpoint's weights (fine-tuning); its architecture "
                         "is used, and it must read the config's alphabet, length and size")
+    p.add_argument("--pretrained", default=None, metavar="MODEL.pt|none",
+                   help="start a new model's features from this checkpoint's (any alphabet; "
+                        "the same architecture and input height), or none for random weights "
+                        "(default: model.pretrained, auto: the bundled models/crnn-base.pt "
+                        "where it fits)")
     p.add_argument("--corrections", default=None, metavar="FILE",
                    help="CSV with path and corrected columns (a run's review.csv or "
                         "suspect_labels.csv after review): those files are trained on with the "
@@ -66,7 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging()
-    cfg = job_config(args, {"model.arch": args.arch, "train.epochs": args.epochs,
+    cfg = job_config(args, {"model.arch": args.arch, "model.pretrained": args.pretrained,
+                            "train.epochs": args.epochs,
                             "train.seed": args.seed, "train.batch_size": args.batch_size,
                             "train.lr": args.lr, "train.lr_schedule": args.lr_schedule,
                             "train.optimizer": args.optimizer,

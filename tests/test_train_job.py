@@ -8,11 +8,13 @@ import time
 import pytest
 import torch
 
-from core.checkpoint import load_checkpoint
+from core.checkpoint import load_checkpoint, save_checkpoint
 from core.config import ImageConfig, LabelConfig
 from core.data import CaptchaDataset, make_loader, scan_folder
 from core.generator import generate_folder
 from core.fit import EpochResult
+from core.labels import build_codec
+from core.models import ModelSpec, build_model
 from core.training import reads_nothing
 from tests.conftest import ROOT, read_csv
 
@@ -202,6 +204,38 @@ def test_settings_that_cannot_work_exit_2_saying_what_to_change(short_labels, tm
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and why in proc.stderr
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_new_model_starts_from_a_pretrained_one_of_another_alphabet(short_labels, tmp_path):
+    base = tmp_path / "base.pt"
+    labels, image = LabelConfig("ABC123XYZ", "2-8", "none", "_"), ImageConfig(48, 200)
+    codec = build_codec(labels, "ctc")
+    torch.manual_seed(5)
+    save_checkpoint(base, build_model("crnn", ModelSpec.from_config(image, codec)), "crnn",
+                    labels, image, {})
+    model = tmp_path / "m.pt"
+    # a rate too small to move the weights: the trained model keeps the base's convolutions
+    proc = run("jobs.train", "--input", str(short_labels), "--output", str(model),
+               "--pretrained", str(base), "--epochs", "1", "--lr", "1e-12", "--workers", "0",
+               "--no-augment")
+    assert f"starting from the pretrained {base}" in proc.stdout
+    assert "the output rows of 7 of 10 classes" in proc.stdout    # the blank, A B C 1 2 3
+    ckpt, given = load_checkpoint(model), load_checkpoint(base)
+    assert ckpt.summary["pretrained"]["sha256"] == given.sha256
+    assert ckpt.labels.alphabet == "123ABCDEF"     # the folder's, not the base's
+    mine, theirs = ckpt.model.state_dict(), given.model.state_dict()
+    assert torch.allclose(mine["features.0.weight"], theirs["features.0.weight"], atol=1e-6)
+    assert torch.allclose(mine["heads.0.weight"][4], theirs["heads.0.weight"][1], atol=1e-6)  # A
+    small = tmp_path / "small.pt"
+    save_checkpoint(small, build_model("crnn", ModelSpec.from_config(ImageConfig(32, 96), codec)),
+                    "crnn", labels, ImageConfig(32, 96), {})
+    proc = run("jobs.train", "--input", str(short_labels), "--output", str(tmp_path / "n.pt"),
+               "--pretrained", str(small), ok=False)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert "reads images 32 pixels high, this model 48" in proc.stderr
+    proc = run("jobs.train", "--input", str(short_labels), "--output", str(tmp_path / "n.pt"),
+               "--pretrained", str(base), "--init", str(model), ok=False)
+    assert proc.returncode == 2 and "give one of the two" in proc.stderr
 
 
 def test_a_killed_training_resumes_where_it_stopped(short_labels, tmp_path):
