@@ -5,11 +5,15 @@ import pytest
 import torch
 
 from core import pretrained
-from core.checkpoint import load_checkpoint, save_checkpoint
+from core.batch import run_batch
+from core.checkpoint import load_checkpoint, save_checkpoint, with_model_settings
 from core.config import ImageConfig, LabelConfig, load_config
+from core.generator import generate_folder
 from core.labels import build_codec
 from core.models import ModelSpec, build_model
 from core.pretrained import PretrainedError, class_names, pretrained_for, transfer
+from core.runtime import resolve_device
+from tests.conftest import ROOT
 
 
 def _crnn(alphabet: str, height: int = 48, width: int = 96, seed: int = 0):
@@ -92,3 +96,19 @@ def test_a_named_base_that_cannot_start_the_model_is_an_error(tmp_path):
     with pytest.raises(PretrainedError, match="^model.pretrained: "):
         pretrained_for(_cfg(str(tmp_path / "broken.pt")), print)
     assert pretrained_for(_cfg(str(path), height=32), print).image.height == 32
+
+
+@pytest.mark.slow
+def test_the_bundled_base_reads_printed_text_it_never_saw(tmp_path):
+    # a floor only a trained base passes (random weights read no character); what it reads is
+    # in docs/pretraining.md
+    base = load_checkpoint(pretrained.BUNDLED_BASE)
+    assert base.arch == "crnn" and base.image.height == 48 and len(base.labels.alphabet) == 62
+    shipped = load_config(None)
+    gen = load_config(ROOT / "models" / "crnn-base.generate.yaml").generate
+    generate_folder(tmp_path / "text", 64, 777_001, gen.labels, gen.image, workers=1,
+                    style=gen.style)
+    summary = run_batch(tmp_path / "text", tmp_path / "run", base,
+                        with_model_settings(shipped, base), resolve_device("cpu"))
+    assert summary["images"] == 64 and summary["errors"] == 0
+    assert float(summary["char_accuracy"]) >= 0.6
