@@ -1,6 +1,8 @@
 """Synthetic captchas in the seed post's style: the classic look, drawn here before any of the
 seed's real captchas were available, and (generate.style: seed2016, core.seed_style, drawn with
-this module's toolkit) the look of the real ones, measured in docs/style.md.
+this module's toolkit) the look of the real ones, measured in docs/style.md. (generate.style:
+fonts, printed text of every kind for pretraining, is core.text_style's, not held to this
+module's promises below.)
 
     image = render_captcha("AB12", np.random.default_rng([seed, index]), height, width)
     written = generate_folder("data/train", count=8000, seed=1, labels=cfg.labels,

@@ -32,8 +32,8 @@ class PretrainedError(ValueError):
 def pretrained_for(cfg: Config, say: Callable[[str], None]) -> Checkpoint | None:
     """The base model `cfg` asks for (model.pretrained: auto, none or a path) if it fits the
     model `cfg` trains: the same architecture and input height and colour channels. auto is
-    the bundled one when it fits and silently nothing when it does not; a path that does not
-    fit is a PretrainedError."""
+    the bundled one when it loads and fits, else nothing (said, unless there is none); a path
+    that does not load or fit is a PretrainedError."""
     setting = cfg.model.pretrained
     if setting == NONE:
         return None
@@ -43,6 +43,9 @@ def pretrained_for(cfg: Config, say: Callable[[str], None]) -> Checkpoint | None
     try:
         base = load_checkpoint(path)
     except CheckpointError as exc:
+        if setting == AUTO:   # e.g. a base left from before the architecture changed
+            say(f"not starting from the pretrained {path.name}: {exc}")
+            return None
         raise PretrainedError(f"model.pretrained: {exc}") from None
     why = _misfit(base, cfg)
     if why is None:

@@ -85,6 +85,10 @@ def test_auto_takes_the_bundled_base_where_it_fits_and_says_why_not(tmp_path, mo
                     "not starting from the pretrained base.pt: it is a crnn, this model a "
                     "wide-pos"]
     assert pretrained_for(_cfg("none"), said.append) is None
+    (tmp_path / "old.pt").write_bytes(b"a base from an older architecture")
+    monkeypatch.setattr(pretrained, "BUNDLED_BASE", tmp_path / "old.pt")
+    assert pretrained_for(_cfg("auto"), said.append) is None     # a retraining still runs
+    assert said[-1].startswith("not starting from the pretrained old.pt: ")
 
 
 def test_a_named_base_that_cannot_start_the_model_is_an_error(tmp_path):
