@@ -69,6 +69,13 @@ def _cap_ratio(name: str) -> float:
     return (bottom - top) / 100
 
 
+def _font_size(name: str, cap: float) -> int:
+    """The font size that gives `name` a cap height of about `cap` pixels, in steps of
+    _SIZE_STEP: the cap height is random anyway, and fewer distinct sizes keep the rasterised
+    glyphs in _bitmap's cache."""
+    return max(4, _SIZE_STEP * round(cap / _cap_ratio(name) / _SIZE_STEP))
+
+
 @functools.lru_cache(maxsize=256)
 def _font(name: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(_font_path(name), size)
@@ -108,9 +115,7 @@ def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int
     elif rng.random() < _SMALL:
         cap *= _uniform(rng, *_SMALL_SCALE)
         drop = _uniform(rng, *_SMALL_DROP) * h
-    # Font sizes in steps of _SIZE_STEP pixels: the cap height is random anyway, and fewer
-    # distinct sizes keep the rasterised glyphs in _bitmap's cache.
-    size = max(4, _SIZE_STEP * round(cap / _cap_ratio(name) / _SIZE_STEP))
+    size = _font_size(name, cap)
     ink, top = _bitmap(name, size, char)
     th, tw = ink.shape
     pad = int(_GLYPH_PAD * h) + 2

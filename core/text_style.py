@@ -22,7 +22,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .seed_style import _bitmap, _cap_ratio
+from .seed_style import _bitmap, _font_size
 
 _FACES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
           "DejaVuSans-BoldOblique.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
@@ -35,7 +35,6 @@ _CAP_HEIGHT = (0.28, 0.72)      # cap height / image height
 _STRETCH = (0.6, 1.6)           # horizontal scale of the face: condensed to extended
 _GAP = (-0.12, 0.6)             # between neighbours, / cap height: overlapping to spaced apart
 _MIN_CONTRAST = 0.3             # luminance between text and the background's mean, 0-1
-_SIZE_STEP = 2
 
 
 def render(text: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -101,9 +100,7 @@ def _text_mask(text: str, rng: np.random.Generator, h: int,
     glyphs = []
     for k, char in enumerate(text):
         face = faces[k % len(faces)]
-        size = max(4, _SIZE_STEP * round(cap * rng.uniform(0.9, 1.1) / _cap_ratio(face)
-                                         / _SIZE_STEP))
-        ink, top = _bitmap(face, size, char)
+        ink, top = _bitmap(face, _font_size(face, cap * rng.uniform(0.9, 1.1)), char)
         glyphs.append((_transform(ink, stretch * rng.uniform(0.93, 1.07),
                                   rng.uniform(-turn, turn), slant), top))
     gap = rng.uniform(*_GAP) * cap
