@@ -10,7 +10,7 @@ The file holds the weights plus everything needed to rebuild the model (architec
 alphabet, length, image size, codec kind, format version) and the training summary, so loading
 needs no flags. It is read with torch.load(weights_only=True): only tensors and plain data,
 never pickled code. Passing `labels`/`image` makes the load refuse a model that reads another
-alphabet, length or image size than the caller expects.
+alphabet, length, image size or crop than the caller expects.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from .models import ModelSpec, build_model, codec_kind
 
 # 2: label lengths may be a range ("4-8") and the codec may be "ctc"; version 1 files (one
 # length, fixed-length codec) load as they are.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3   # 3: image.crop
 
 
 class CheckpointError(ValueError):
@@ -54,7 +54,7 @@ class Checkpoint:
 def save_checkpoint(path: str | Path, model: nn.Module, arch: str, labels: LabelConfig,
                     image: ImageConfig, summary: dict[str, Any], temperature: float = 1.0) -> None:
     if not (labels.resolved and image.resolved):   # a model reads something definite
-        raise ValueError(f"cannot save a model whose labels or image size are still auto: "
+        raise ValueError(f"cannot save a model whose labels or image settings are still auto: "
                          f"{labels}, {image}")
     payload = {
         "format_version": FORMAT_VERSION,
@@ -94,7 +94,8 @@ def load_checkpoint(path: str | Path, labels: LabelConfig | None = None,
     try:
         kind = codec_kind(payload["arch"])
         ckpt_labels = LabelConfig(**payload["labels"])
-        ckpt_image = ImageConfig(**payload["image"])
+        # checkpoints from before image.crop read whole images
+        ckpt_image = ImageConfig(**{"crop": "none", **payload["image"]})
         codec = build_codec(ckpt_labels, kind)
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} has a damaged description ({exc})") from None
@@ -128,7 +129,7 @@ def _check_expected(path: Path, got_labels: LabelConfig, got_image: ImageConfig,
         if want_labels.length not in (AUTO, got_labels.length):
             problems.append(f"length {got_labels.length} (config: {want_labels.length})")
     if want_image is not None:
-        for side in ("height", "width"):
+        for side in ("height", "width", "crop"):
             if getattr(want_image, side) not in (AUTO, getattr(got_image, side)):
                 problems.append(f"image {side} {getattr(got_image, side)} (config: "
                                 f"{getattr(want_image, side)})")

@@ -29,6 +29,7 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 CASE_FOLDS = ("upper", "lower", "none")
 LR_SCHEDULES = ("constant", "cosine", "warmup-cosine")
 OPTIMIZERS = ("adam", "adamw")
+CROPS = ("content", "none")                          # image.crop, besides auto
 CAPTCHA_STYLES = ("classic", "seed2016", "fonts")   # generate.style (core.generator, core.seed_style, core.text_style)
 AUTO = "auto"
 # Settings that may be "auto" besides a value of their type: what it means is decided where the
@@ -36,7 +37,7 @@ AUTO = "auto"
 # names, ...).
 _AUTO_TYPES: dict[str, type] = {"train.epochs": int, "labels.alphabet": str, "labels.case": str,
                                 "labels.separator": str, "image.height": int, "image.width": int,
-                                "runtime.in_memory": bool}
+                                "image.crop": str, "runtime.in_memory": bool}
 SEED_ALPHABET = string.ascii_uppercase + string.digits
 
 
@@ -82,10 +83,11 @@ def length_bounds(length: int | str) -> tuple[int, int]:
 class ImageConfig:
     height: int | str = AUTO
     width: int | str = AUTO
+    crop: str = AUTO    # "content": each image cut to its text first (core.images.content_box); "none"
 
     @property
     def resolved(self) -> bool:
-        return AUTO not in (self.height, self.width)
+        return AUTO not in (self.height, self.width, self.crop)
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ class GenerateConfig:
 
     @property
     def image(self) -> ImageConfig:
-        return ImageConfig(self.height, self.width)
+        return ImageConfig(self.height, self.width, "none")
 
 
 @dataclass(frozen=True)
@@ -351,6 +353,8 @@ def _check_values(cfg: Config, sources: Mapping[str, str]) -> None:
                                        f"got {cfg.train.lr_schedule!r}")
     if cfg.train.lr <= 0:
         raise bad("train.lr", f"must be positive, got {cfg.train.lr}")
+    if cfg.image.crop not in (AUTO, *CROPS):
+        raise bad("image.crop", f"must be auto, {' or '.join(CROPS)}, got {cfg.image.crop!r}")
     if cfg.generate.style not in CAPTCHA_STYLES:
         raise bad("generate.style", f"must be one of {', '.join(CAPTCHA_STYLES)}, "
                                     f"got {cfg.generate.style!r}")

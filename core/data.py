@@ -103,6 +103,7 @@ class CaptchaDataset(Dataset):
         self.items = items
         self.codec = codec
         self.height, self.width = image.height, image.width
+        self.crop = image.crop == "content"
 
     def __len__(self) -> int:
         return len(self.items)
@@ -134,7 +135,8 @@ class CaptchaDataset(Dataset):
             item = self.items[index]
             try:
                 pixels[k], resized[k] = read_image(os.path.join(self.root, item.path),
-                                                   self.height, self.width, self.fast_png)
+                                                   self.height, self.width, self.fast_png,
+                                                   self.crop)
                 targets[k] = self.codec.encode(item.label)
             except ImageError as exc:
                 errors[k] = str(exc)

@@ -27,20 +27,23 @@ one line per finding, for the training job to print.
   character (our generator's 284x46 captchas read at 296x48 never left it; at 160x48 they do;
   a tighter cap cost inefficacy_upper accuracy: docs/accuracy.md, 2026-12-02). A
   per-position model reads them at their median size.
+- Crop: where the text covers at most CONTENT_SHARE of the median image (small text in a wide
+  empty frame), every image is cut to its text before it is fitted (core.images.content_box),
+  and the size above is found from the cut images: the model's rows go to the characters, not
+  to the frame (inefficacy_upper's text is a third of its 80-pixel height; docs/accuracy.md).
 """
 from __future__ import annotations
 
 import collections
-import dataclasses
 import os
 import re
 import statistics
 from pathlib import Path
 
-import numpy as np
 
 from .config import AUTO, ImageConfig, LabelConfig
 from .data import list_files
+from .images import ImageError, crop_to_content, decode_rgb, read_bytes
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 SEPARATORS = ("_", "-", ".", " ", "+", "~", "#", "=", ",")
@@ -50,6 +53,8 @@ SEQUENCE_HEIGHT = 48    # a sequence model's input height: tall enough for thin 
 SEQUENCE_CHAR_WIDTH = 40  # a sequence model's widest input per character of the longest label:
                           # 5 of crnn's 8-pixel frames
 SAMPLE = 256
+CONTENT_SHARE = 0.5     # image.crop auto: images cut to their text when it covers at most this
+                        # share of the median image (the rest an empty frame)
 
 
 class DiscoveryError(ValueError):
@@ -147,14 +152,23 @@ def _fold(text: str, case: str) -> str:
 
 def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,
                    sequence: bool, max_length: int) -> tuple[ImageConfig, list[str]]:
-    """`pinned` with its auto sides found from the images at `paths` (relative to `folder`),
-    for labels of at most `max_length` characters."""
+    """`pinned` with its auto settings found from the images at `paths` (relative to
+    `folder`), for labels of at most `max_length` characters."""
     if pinned.resolved:
         return pinned, []
-    sizes = _sizes(folder, paths)
-    if not sizes:
+    samples = _sizes(folder, paths)
+    if not samples:
         raise DiscoveryError(f"no readable image in {folder} to learn the image size from; "
                              "set image.height and image.width")
+    whole = [size for size, _ in samples]
+    crop, cropping = pinned.crop, ""
+    if crop == AUTO:
+        share = statistics.median(h * w / (wh * ww) for (wh, ww), (h, w) in samples)
+        crop = "content" if share <= CONTENT_SHARE else "none"
+        if crop == "content":
+            cropping = (f"; their text covers {share:.0%} of them (median): each is cut to its "
+                        f"text first (image.crop content)")
+    sizes = [content for _, content in samples] if crop == "content" else whole
     height = statistics.median(h for h, _ in sizes)
     width = statistics.median(w for _, w in sizes)
     aspect = statistics.median(w / h for h, w in sizes)
@@ -171,34 +185,25 @@ def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,
     else:
         model_height = pinned.height if pinned.height != AUTO else round(height)
         model_width = pinned.width if pinned.width != AUTO else round(width)
-    image = dataclasses.replace(pinned, height=int(model_height), width=int(model_width))
-    spread = sorted(set(sizes))
+    image = ImageConfig(int(model_height), int(model_width), crop)
+    spread = sorted(set(whole))
     seen = (f"{spread[0][1]}x{spread[0][0]}" if len(spread) == 1 else
-            f"{len(spread)} sizes, median {width:g}x{height:g}")
-    return image, [f"images: {seen} (width x height, {len(sizes)} read); the model reads them at "
-                   f"{image.width}x{image.height}{capped}"]
+            f"{len(spread)} sizes, median {statistics.median(w for _, w in whole):g}x"
+            f"{statistics.median(h for h, _ in whole):g}")
+    return image, [f"images: {seen} (width x height, {len(samples)} read){cropping}; the model "
+                   f"reads them at {image.width}x{image.height}{capped}"]
 
 
-def _sizes(folder: str | Path, paths: list[str]) -> list[tuple[int, int]]:
-    """(height, width) of up to SAMPLE images spread evenly over `paths`."""
+def _sizes(folder: str | Path, paths: list[str]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """The (height, width) of up to SAMPLE images spread evenly over `paths`, each with that of
+    its text (core.images.content_box; the whole image where it finds none)."""
     images = [p for p in paths if os.path.splitext(p)[1].lower() in IMAGE_SUFFIXES] or paths
     step = max(1, len(images) // SAMPLE)
     sizes = []
     for path in images[::step][:SAMPLE]:
         try:
-            data = Path(folder, path).read_bytes()
-        except OSError:
+            image = decode_rgb(read_bytes(str(Path(folder, path))))
+        except ImageError:
             continue
-        size = _decoded_size(data)
-        if size is not None:
-            sizes.append(size)
+        sizes.append((image.shape[:2], crop_to_content(image).shape[:2]))
     return sizes
-
-
-def _decoded_size(data: bytes) -> tuple[int, int] | None:
-    import cv2
-
-    if not data:
-        return None
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    return None if image is None or image.size == 0 else image.shape[:2]

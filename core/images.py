@@ -6,7 +6,8 @@
 Whatever OpenCV decodes is accepted: PNG, JPEG, BMP, WebP, TIFF; grayscale, alpha (dropped) and
 16-bit (scaled to 8). An image of another size is fitted to the model's (fit_size): scaled to its
 height with its aspect ratio kept, then padded on the right with its last column where it is
-narrower, squeezed where it is wider. Colour order is fixed here, once: OpenCV is asked for RGB (its default is
+narrower, squeezed where it is wider; with `crop`, the image is first cut to its text
+(content_box: captchas that draw small text in a wide empty frame). Colour order is fixed here, once: OpenCV is asked for RGB (its default is
 BGR), so every array and tensor in this package is RGB. A file that cannot be used raises ImageError
 with a short reason fit for a report row ("empty file", "truncated PNG", "not an image").
 """
@@ -41,26 +42,47 @@ _RGB8_FLAGS = cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION
 # A damaged file is reported once, in its row; OpenCV's own warnings about it would only
 # clutter the job's log (cron mails it).
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+# OpenCV's own thread pool stays off in every process of ours: a process that has used it (the
+# training job cuts images to their text while it looks at a folder) and then forks DataLoader
+# workers hands them a pool that deadlocks the first worker that sets its thread count
+# (_init_worker does). Our images are small; the parallelism is the workers'.
+cv2.setNumThreads(1)
 
 
 class ImageError(ValueError):
     """An input file that cannot be decoded into an image; the message is the reason."""
 
 
-def read_image(path: str, height: int, width: int, fast_png: bool = True) -> tuple[np.ndarray, bool]:
+def read_image(path: str, height: int, width: int, fast_png: bool = True,
+               crop: bool = False) -> tuple[np.ndarray, bool]:
+    return decode_image(read_bytes(path), height, width, fast_png, crop)
+
+
+def read_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except OSError as exc:
         raise ImageError(f"unreadable: {exc.strerror or exc}") from None
-    return decode_image(data, height, width, fast_png)
 
 
-def decode_image(data: bytes, height: int, width: int,
-                 fast_png: bool = True) -> tuple[np.ndarray, bool]:
+def decode_image(data: bytes, height: int, width: int, fast_png: bool = True,
+                 crop: bool = False) -> tuple[np.ndarray, bool]:
     """(image, resized): the image as (height, width, 3) RGB uint8, and whether it had another
-    size and was resized to fit. fast_png (runtime.fast_png): a PNG's image data is inflated
-    by _png_inflated first; False leaves every byte to OpenCV."""
+    size (or was cropped) and was resized to fit. fast_png (runtime.fast_png): a PNG's image
+    data is inflated by _png_inflated first; False leaves every byte to OpenCV. crop
+    (image.crop: content): the image is cut to its content_box first."""
+    image = decode_rgb(data, fast_png)
+    if crop:
+        image = crop_to_content(image)
+    resized = image.shape[:2] != (height, width)
+    if resized:
+        image = fit_size(image, height, width)
+    return image, resized
+
+
+def decode_rgb(data: bytes, fast_png: bool = True) -> np.ndarray:
+    """The image in `data` as it is stored, as (rows, columns, 3) RGB uint8."""
     if not data:
         raise ImageError("empty file")
     kind = sniff_format(data)
@@ -79,10 +101,7 @@ def decode_image(data: bytes, height: int, width: int,
         if image is None or image.size == 0:
             raise ImageError(f"truncated or corrupt {kind}" if kind else "not an image")
         image = to_rgb8(image)
-    resized = image.shape[:2] != (height, width)
-    if resized:
-        image = fit_size(image, height, width)
-    return image, resized
+    return image
 
 
 def _imdecode(buffer: np.ndarray, flags: int, kind: str) -> np.ndarray | None:
@@ -113,6 +132,55 @@ def fit_size(image: np.ndarray, height: int, width: int) -> np.ndarray:
     if scaled < width:
         image = cv2.copyMakeBorder(image, 0, 0, 0, width - scaled, cv2.BORDER_REPLICATE)
     return image
+
+
+# content_box's rules, in 8-bit levels and shares of the image (docs/accuracy.md, 2026-12-02,
+# fifth session: what the crop gives).
+_INK_LEVEL = 24          # a pixel this far from the background colour (in any channel) is ink
+_FLAT_BORDER = 0.8       # the background is flat when this share of the border is within it
+_SPECK = 0.02            # a piece of thick ink smaller than this share of all of it is left out
+_MARGIN = 0.25           # kept around the ink box, as a share of its height, on every side:
+                         # thin strokes (a hairline font) can lie outside the thick ink's box
+
+
+def content_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right), bottom and right exclusive: where an RGB uint8 image's text
+    is, or None where it cannot tell (then the whole image is the text).
+
+    The background is the median colour of the image's border; it must be flat (most of the
+    border within _INK_LEVEL of it), else None: a textured or noisy background fills the frame,
+    and so, for this purpose, does the text. Ink is every pixel further from it than that. Thin
+    clutter (1-pixel lines drawn across the captcha, often far beyond the text) is removed by an
+    erosion with a 2x2 square, which keeps any stroke 2 pixels thick; of what remains, the
+    pieces (8-connected) smaller than _SPECK of it are left out too (where two lines cross or
+    run side by side, and specks). The box holds the rest, with a margin of _MARGIN of its
+    height on every side, within the image."""
+    h, w = image.shape[:2]
+    border = np.concatenate((image[0], image[-1], image[:, 0], image[:, -1])).astype(np.int16)
+    background = np.median(border, axis=0)
+    if (np.abs(border - background).max(axis=1) <= _INK_LEVEL).mean() < _FLAT_BORDER:
+        return None
+    ink = (np.abs(image.astype(np.int16) - background).max(axis=2) > _INK_LEVEL).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(cv2.erode(ink, np.ones((2, 2), np.uint8)))
+    stats = stats[1:]                                      # row 0: the background
+    pieces = stats[stats[:, cv2.CC_STAT_AREA] >= _SPECK * stats[:, cv2.CC_STAT_AREA].sum()]
+    if not len(pieces):
+        return None
+    left, top = pieces[:, cv2.CC_STAT_LEFT].min(), pieces[:, cv2.CC_STAT_TOP].min()
+    right = (pieces[:, cv2.CC_STAT_LEFT] + pieces[:, cv2.CC_STAT_WIDTH]).max()
+    bottom = (pieces[:, cv2.CC_STAT_TOP] + pieces[:, cv2.CC_STAT_HEIGHT]).max()
+    margin = round(_MARGIN * (bottom - top))
+    return (max(0, int(top) - margin), min(h, int(bottom) + margin),
+            max(0, int(left) - margin), min(w, int(right) + margin))
+
+
+def crop_to_content(image: np.ndarray) -> np.ndarray:
+    """The image cut to its content_box (a view), or the image itself where it has none."""
+    box = content_box(image)
+    if box is None:
+        return image
+    top, bottom, left, right = box
+    return image[top:bottom, left:right]
 
 
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}   # by IHDR colour type

@@ -18,7 +18,7 @@ def saved(tmp_path, labels=SEED.labels, image=SEED.image, arch="seed-gap"):
 
 
 def test_checkpoint_round_trip_needs_no_flags(tmp_path):
-    labels, image = LabelConfig("0123456789", 5, "none", "_"), ImageConfig(48, 128)
+    labels, image = LabelConfig("0123456789", 5, "none", "_"), ImageConfig(48, 128, "none")
     path, model = saved(tmp_path, labels, image, arch="seed")
     ckpt = load_checkpoint(path)
     assert (ckpt.arch, ckpt.labels, ckpt.image) == ("seed", labels, image)
@@ -42,7 +42,7 @@ def test_checkpoint_that_disagrees_with_the_config_is_refused(tmp_path, labels, 
 
 def test_a_config_left_auto_takes_what_the_model_reads(tmp_path):
     labels = LabelConfig(alphabet="0123456789ab", length="4-7", case="lower", separator="-")
-    path, _ = saved(tmp_path, labels, ImageConfig(32, 100), arch="crnn")
+    path, _ = saved(tmp_path, labels, ImageConfig(32, 100, "none"), arch="crnn")
     ckpt = load_checkpoint(path, labels=LabelConfig(), image=ImageConfig())   # all auto
     assert ckpt.codec.kind == "ctc" and ckpt.labels == labels
     cfg = with_model_settings(load_config(None), ckpt)

@@ -20,13 +20,13 @@ def _crnn(alphabet: str, height: int = 48, width: int = 96, seed: int = 0):
     labels = LabelConfig(alphabet, "3-5", "none", "_")
     codec = build_codec(labels, "ctc")
     torch.manual_seed(seed)
-    return build_model("crnn", ModelSpec.from_config(ImageConfig(height, width), codec)), labels, codec
+    return build_model("crnn", ModelSpec.from_config(ImageConfig(height, width, "none"), codec)), labels, codec
 
 
 def _saved(tmp_path, alphabet: str, height: int = 48, name: str = "base.pt"):
     model, labels, _ = _crnn(alphabet, height, seed=1)
     path = tmp_path / name
-    save_checkpoint(path, model, "crnn", labels, ImageConfig(height, 96), {})
+    save_checkpoint(path, model, "crnn", labels, ImageConfig(height, 96, "none"), {})
     return path
 
 
@@ -68,7 +68,7 @@ def test_transfer_skips_tensors_of_another_shape(tmp_path):
 
 def _cfg(setting: str, height: int = 48, arch: str = "crnn"):
     cfg = load_config(None)
-    return dataclasses.replace(cfg, image=ImageConfig(height, 96),
+    return dataclasses.replace(cfg, image=ImageConfig(height, 96, "none"),
                                model=dataclasses.replace(cfg.model, arch=arch, pretrained=setting))
 
 

@@ -227,8 +227,8 @@ def test_a_new_model_starts_from_a_pretrained_one_of_another_alphabet(short_labe
     assert torch.allclose(mine["features.0.weight"], theirs["features.0.weight"], atol=1e-6)
     assert torch.allclose(mine["heads.0.weight"][4], theirs["heads.0.weight"][1], atol=1e-6)  # A
     small = tmp_path / "small.pt"
-    save_checkpoint(small, build_model("crnn", ModelSpec.from_config(ImageConfig(32, 96), codec)),
-                    "crnn", labels, ImageConfig(32, 96), {})
+    save_checkpoint(small, build_model("crnn", ModelSpec.from_config(ImageConfig(32, 96, "none"), codec)),
+                    "crnn", labels, ImageConfig(32, 96, "none"), {})
     proc = run("jobs.train", "--input", str(short_labels), "--output", str(tmp_path / "n.pt"),
                "--pretrained", str(small), ok=False)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
