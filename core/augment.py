@@ -4,9 +4,10 @@ thousand captchas learns the characters rather than the images.
     augment = build_augment(cfg.augment)    # None when cfg.augment.enabled is false
     loss = codec.loss(model(augment(images)), targets)
 
-Geometry (a small shift, rotation, scaling and slant of the whole image, edges repeated
-outward), photometry (brightness, contrast, a slight colour cast) and the wear of a scan (a
-slight blur on some images, grey sensor-like noise), drawn per image from the
+Geometry (a small shift, rotation, scaling and slant of the whole image, and optionally a
+smooth warp along it that stretches, squeezes and lifts each character differently; edges
+repeated outward), photometry (brightness, contrast, a slight colour cast) and the wear of a
+scan (a slight blur on some images, grey sensor-like noise), drawn per image from the
 torch random generator of the batch's device: seeded runs repeat, on CPU and on CUDA alike, and
 nothing depends on the number of DataLoader workers. It works on whole batches where the model
 is, so it costs one pass over the batch and no per-image Python. The magnitudes are small on
@@ -37,10 +38,14 @@ class Draw:
     shear: torch.Tensor        # x moves by shear * y (y in -1..1 of the height): a slant
     blurred: torch.Tensor      # (B, 1, 1, 1): 1 where the image is blurred, else 0
     noise: torch.Tensor        # (B, 1, 1, 1): standard deviation, on the 0-255 scale
+    # (B, 2, K): x and y displacements of K points spread evenly along the width, in fractions
+    # of the height; between them linear. None: no warp.
+    warp: torch.Tensor | None = None
 
     def select(self, rows: torch.Tensor) -> Draw:
         """The choices for the images at `rows` only."""
-        return Draw(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Draw(**{name: None if v is None else v[rows] for name, v in values.items()})
 
 
 class Augment(nn.Module):
@@ -53,7 +58,8 @@ class Augment(nn.Module):
         With cfg.share below 1, each image is changed with that probability; the others are
         passed exactly as they are (the change resamples the image, which blurs it a little)
         and cost nothing."""
-        draw = self.draw(images.shape[0], images.shape[1], images.device)
+        b, c, h, w = images.shape
+        draw = self.draw(b, c, images.device, aspect=w / h)
         if self.cfg.share >= 1:
             return apply(images, draw)
         out = images.to(torch.float32)
@@ -62,7 +68,9 @@ class Augment(nn.Module):
             out[rows] = apply(images[rows], draw.select(rows))
         return out
 
-    def draw(self, b: int, c: int, device: torch.device) -> Draw:
+    def draw(self, b: int, c: int, device: torch.device, aspect: float = 1.0) -> Draw:
+        """Choices for b images of c channels, `aspect` times as wide as high (the warp's
+        points: one per half a height of width, about two per character)."""
         cfg = self.cfg
 
         def uniform(size, limit: float) -> torch.Tensor:
@@ -76,7 +84,9 @@ class Augment(nn.Module):
                     brightness=uniform((b, 1, 1, 1), cfg.brightness * 255),
                     shear=uniform(b, cfg.shear),
                     blurred=(torch.rand((b, 1, 1, 1), device=device) < cfg.blur).float(),
-                    noise=torch.rand((b, 1, 1, 1), device=device) * cfg.noise * 255)
+                    noise=torch.rand((b, 1, 1, 1), device=device) * cfg.noise * 255,
+                    warp=uniform((b, 2, max(2, round(2 * aspect) + 1)), cfg.warp)
+                    if cfg.warp else None)
 
 
 def apply(images: torch.Tensor, d: Draw) -> torch.Tensor:
@@ -93,6 +103,8 @@ def apply(images: torch.Tensor, d: Draw) -> torch.Tensor:
     cos, sin = torch.cos(d.angle) / d.scale, torch.sin(d.angle) / d.scale
     grid = _sampling_grid(cos, sin * h / w + d.shear * h / w, -2 * d.shift[:, 0],
                           -sin * w / h, cos, -2 * d.shift[:, 1], h, w)
+    if d.warp is not None:
+        grid = grid + _warp_field(d.warp, h, w)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     # One multiply-add per value; the mean from every fourth pixel each way is as good and
     # 16 times cheaper.
@@ -121,6 +133,17 @@ def _sampling_grid(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.T
         return p.view(-1, 1, 1) * xs + (q.view(-1, 1, 1) * ys + r.view(-1, 1, 1))
 
     return torch.stack([plane(a, b, c), plane(d, e, f)], dim=3)
+
+
+def _warp_field(warp: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, 1, W, 2): the displacement of every column, in the grid's normalised coordinates,
+    from (B, 2, K) displacements of K points along the width in fractions of the height.
+    Where neighbouring points move apart or together, the text between them is stretched or
+    squeezed; where they move up and down, its baseline bends: each character gets a shape and
+    a place of its own, as in another font."""
+    field = F.interpolate(warp, size=w, mode="linear", align_corners=True)   # (B, 2, W)
+    scale = torch.tensor([2.0 * h / w, 2.0], device=warp.device).view(1, 2, 1)  # height -> [-1, 1]
+    return (field * scale).transpose(1, 2).unsqueeze(1)
 
 
 def _blur121(x: torch.Tensor) -> torch.Tensor:

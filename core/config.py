@@ -134,6 +134,7 @@ class AugmentConfig:
     shear: float = 0.15
     blur: float = 0.2
     noise: float = 0.03
+    warp: float = 0.0
     share: float = 1.0
 
 
@@ -379,7 +380,7 @@ def _check_values(cfg: Config, sources: Mapping[str, str]) -> None:
         if value < 0:
             raise bad(key, f"must be 0 or more, got {value}")
     for name in ("shift_x", "shift_y", "scale", "brightness", "contrast", "colour", "shear",
-                 "blur", "noise"):
+                 "blur", "noise", "warp"):
         value = getattr(cfg.augment, name)
         if not 0.0 <= value < 1.0:
             raise bad(f"augment.{name}", f"must be a fraction from 0 up to (not including) 1, "

@@ -209,3 +209,38 @@ def test_noise_is_grey_the_same_on_every_channel():
     out = apply(grey, plain(2, noise=6.0))
     assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
     assert not torch.equal(out[0], out[1])
+
+
+def warped(points) -> Draw:
+    """plain(), with the warp's x and y displacements at points spread along the width."""
+    return Draw(**{**dataclasses.asdict(plain()), "warp": torch.tensor([points], dtype=torch.float32)})
+
+
+def test_an_even_warp_moves_the_content_by_its_fraction_of_the_height():
+    x, y = centroid(apply(dot(100, 20), warped([[0.1] * 3, [-0.1] * 3])))
+    # the grid says where each output pixel samples the input: content moves the other way
+    assert (x, y) == (pytest.approx(100 - 0.1 * H, abs=0.3), pytest.approx(20 + 0.1 * H, abs=0.3))
+
+
+def test_a_warp_that_grows_along_the_width_squeezes_the_text_between_its_points():
+    a = 0.2
+    image = torch.maximum(dot(90, 23), dot(190, 23))
+    columns = apply(image, warped([[-a, 0.0, a], [0.0, 0.0, 0.0]]))[0].sum((0, 1))
+    xs = torch.arange(W, dtype=torch.float32)
+    half = W // 2
+    left, right = (float((columns[part] * xs[part]).sum() / columns[part].sum())
+                   for part in (slice(0, half), slice(half, W)))
+    assert right - left == pytest.approx(100 / (1 + 2 * a * H / (W - 1)), rel=0.02)
+
+
+def test_warp_draws_have_two_points_a_height_and_stay_within_the_limit():
+    torch.manual_seed(0)
+    d = Augment(AugmentConfig(warp=0.08)).draw(2000, 3, CPU, aspect=W / H)
+    assert d.warp.shape == (2000, 2, round(2 * W / H) + 1)
+    assert d.warp.abs().max() <= 0.08 and d.warp.abs().max() > 0.07
+    assert Augment(AugmentConfig()).draw(4, 3, CPU, aspect=W / H).warp is None   # 0: no warp
+    images = torch.randint(0, 256, (8, 3, H, W), dtype=torch.uint8)
+    torch.manual_seed(5)
+    a = Augment(AugmentConfig(warp=0.08, share=0.5))(images)
+    torch.manual_seed(5)
+    assert torch.equal(a, Augment(AugmentConfig(warp=0.08, share=0.5))(images))
