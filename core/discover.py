@@ -40,7 +40,6 @@ import re
 import statistics
 from pathlib import Path
 
-
 from .config import AUTO, ImageConfig, LabelConfig
 from .data import list_files
 from .images import ImageError, crop_to_content, decode_rgb, read_bytes
