@@ -208,7 +208,7 @@ def test_settings_that_cannot_work_exit_2_saying_what_to_change(short_labels, tm
 
 def test_a_new_model_starts_from_a_pretrained_one_of_another_alphabet(short_labels, tmp_path):
     base = tmp_path / "base.pt"
-    labels, image = LabelConfig("ABC123XYZ", "2-8", "none", "_"), ImageConfig(48, 200)
+    labels, image = LabelConfig("ABC123XYZ", "2-8", "none", "_"), ImageConfig(48, 200, "none")
     codec = build_codec(labels, "ctc")
     torch.manual_seed(5)
     save_checkpoint(base, build_model("crnn", ModelSpec.from_config(image, codec)), "crnn",
