@@ -154,10 +154,12 @@ def test_workers_forked_after_the_parent_cut_images_do_not_hang():
         "big = np.tile(framed_text(), (8, 8, 1))\n"
         "for _ in range(5): content_box(big)\n"
         "def work(k):\n"
-        "    _init_worker(k)\n"
         "    return content_box(big)\n"
-        "with mp.get_context('fork').Pool(2) as pool:\n"
-        "    print(len(pool.map_async(work, range(8)).get(timeout=60)))\n")
+        "pool = mp.get_context('fork').Pool(2, initializer=_init_worker, initargs=(0,))\n"
+        "print(len(pool.map_async(work, range(8)).get(timeout=60)))\n"
+        # closed, not terminated: the workers ignore SIGTERM, as DataLoader workers do
+        "pool.close()\n"
+        "pool.join()\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "8", done.stderr[-500:]
