@@ -7,9 +7,10 @@ Whatever OpenCV decodes is accepted: PNG, JPEG, BMP, WebP, TIFF; grayscale, alph
 16-bit (scaled to 8). An image of another size is fitted to the model's (fit_size): scaled to its
 height with its aspect ratio kept, then padded on the right with its last column where it is
 narrower, squeezed where it is wider; with `crop`, the image is first cut to its text
-(content_box: captchas that draw small text in a wide empty frame). Colour order is fixed here, once: OpenCV is asked for RGB (its default is
-BGR), so every array and tensor in this package is RGB. A file that cannot be used raises ImageError
-with a short reason fit for a report row ("empty file", "truncated PNG", "not an image").
+(content_box: captchas that draw small text in a wide empty frame). Colour order is fixed here,
+once: OpenCV is asked for RGB (its default is BGR), so every array and tensor in this package is
+RGB. A file that cannot be used raises ImageError with a short reason fit for a report row
+("empty file", "truncated PNG", "not an image").
 """
 from __future__ import annotations
 
@@ -165,7 +166,7 @@ def content_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
     distance = cv2.absdiff(image, (*background.tolist(), 0.0))
     ink = (np.maximum(np.maximum(distance[..., 0], distance[..., 1]), distance[..., 2])
            > _INK_LEVEL).astype(np.uint8)
-    count, _, stats, _ = cv2.connectedComponentsWithStats(cv2.erode(ink, np.ones((2, 2), np.uint8)))
+    _, _, stats, _ = cv2.connectedComponentsWithStats(cv2.erode(ink, np.ones((2, 2), np.uint8)))
     stats = stats[1:]                                      # row 0: the background
     pieces = stats[stats[:, cv2.CC_STAT_AREA] >= _SPECK * stats[:, cv2.CC_STAT_AREA].sum()]
     if not len(pieces):
