@@ -155,7 +155,7 @@ def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,
     `folder`), for labels of at most `max_length` characters."""
     if pinned.resolved:
         return pinned, []
-    samples = _sizes(folder, paths)
+    samples = _sample_sizes(folder, paths, cut=pinned.crop != "none")
     if not samples:
         raise DiscoveryError(f"no readable image in {folder} to learn the image size from; "
                              "set image.height and image.width")
@@ -168,6 +168,8 @@ def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,
             cropping = (f"; their text covers {share:.0%} of them (median): each is cut to its "
                         f"text first (image.crop content)")
     sizes = [content for _, content in samples] if crop == "content" else whole
+    whole_height = statistics.median(h for h, _ in whole)
+    whole_width = statistics.median(w for _, w in whole)
     height = statistics.median(h for h, _ in sizes)
     width = statistics.median(w for _, w in sizes)
     aspect = statistics.median(w / h for h, w in sizes)
@@ -187,15 +189,16 @@ def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,
     image = ImageConfig(int(model_height), int(model_width), crop)
     spread = sorted(set(whole))
     seen = (f"{spread[0][1]}x{spread[0][0]}" if len(spread) == 1 else
-            f"{len(spread)} sizes, median {statistics.median(w for _, w in whole):g}x"
-            f"{statistics.median(h for h, _ in whole):g}")
+            f"{len(spread)} sizes, median {whole_width:g}x{whole_height:g}")
     return image, [f"images: {seen} (width x height, {len(samples)} read){cropping}; the model "
                    f"reads them at {image.width}x{image.height}{capped}"]
 
 
-def _sizes(folder: str | Path, paths: list[str]) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+def _sample_sizes(folder: str | Path, paths: list[str],
+                  cut: bool) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """The (height, width) of up to SAMPLE images spread evenly over `paths`, each with that of
-    its text (core.images.content_box; the whole image where it finds none)."""
+    its text where `cut` (core.images.content_box; the whole image where it finds none, or
+    where not `cut`: image.crop pinned to none needs no box)."""
     images = [p for p in paths if os.path.splitext(p)[1].lower() in IMAGE_SUFFIXES] or paths
     step = max(1, len(images) // SAMPLE)
     sizes = []
@@ -204,5 +207,5 @@ def _sizes(folder: str | Path, paths: list[str]) -> list[tuple[tuple[int, int], 
             image = decode_rgb(read_bytes(str(Path(folder, path))))
         except ImageError:
             continue
-        sizes.append((image.shape[:2], crop_to_content(image).shape[:2]))
+        sizes.append((image.shape[:2], (crop_to_content(image) if cut else image).shape[:2]))
     return sizes
