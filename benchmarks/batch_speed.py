@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -40,8 +39,8 @@ from core.config import load_config  # noqa: E402
 from core.data import CaptchaDataset, make_loader, scan_folder  # noqa: E402
 from core.files import read_rows  # noqa: E402
 from core.inference import for_inference  # noqa: E402
-from core.runtime import (available_cores, keep_freed_memory, resolve_batch_size,  # noqa: E402
-                          resolve_device, resolve_workers, share_cores)
+from core.runtime import (available_cores, cpu_name, keep_freed_memory,  # noqa: E402
+                          resolve_batch_size, resolve_device, resolve_workers, share_cores)
 
 
 class SeedModel2(torch.nn.Module):
@@ -141,7 +140,7 @@ def main() -> None:
             shutil.copy(p, data / p.name)
         os.sync()
         n = len(src)
-        print(f"machine: {platform.machine()}, {available_cores()} cores, device {device}, "
+        print(f"machine: {cpu_name()}, {available_cores()} cores, device {device}, "
               f"torch {torch.__version__}, {n} images; seed pipeline: "
               f"{torch.get_num_threads()} torch threads; runner: "
               f"{workers} workers, batch "

@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.generator import file_name, generate_one  # noqa: E402
 from core.images import read_image  # noqa: E402
+from core.runtime import cpu_name  # noqa: E402
 
 
 def samples_differing(cfg) -> tuple[int, int]:
@@ -48,17 +49,6 @@ def digest(cfg, count: int, seed: int) -> str:
         text, pixels = generate_one(index, seed, cfg.labels, cfg.image)
         h.update(text.encode() + pixels.tobytes())
     return h.hexdigest()
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "cpu model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
 
 
 def main() -> None:

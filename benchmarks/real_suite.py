@@ -2,7 +2,7 @@
 its training split and `run_batch.py` on its test split, with nothing tuned per set.
 
     python benchmarks/real_suite.py --root ../shared/realsets [--sets a,b] [--out data/real]
-                                    [--markdown docs/accuracy.md]
+                                    [--markdown docs/accuracy.md] [--train-args "--arch X"]
 
 The split is the sets' README's: a file is in the test split when
 int(sha256(file_name).hexdigest(), 16) % 10 == 0. Each split is a folder of hard links (copies
@@ -11,7 +11,8 @@ where the file system refuses links) under --out. For each set it runs, as a use
     python -m jobs.train --input OUT/SET/train --output OUT/SET/model.pt
     python run_batch.py --input OUT/SET/test --model OUT/SET/model.pt --output OUT/SET/runs
 
-and prints a Markdown table (and writes it to --markdown): images, whole captchas and characters
+(--train-args adds the same flags to every set's training, for comparing one change with the
+defaults) and prints a Markdown table (and writes it to --markdown): images, whole captchas and characters
 read on the test split, the character error rate, training wall time, epochs. The sets are not
 ours to ship: they stay where --root says, and nothing of them is written under docs/.
 """
@@ -23,6 +24,7 @@ import datetime
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.runtime import available_cores  # noqa: E402
+from core.runtime import available_cores, cpu_name  # noqa: E402
 
 
 def in_test_split(name: str) -> bool:
@@ -76,12 +78,12 @@ def epochs_trained(model: Path) -> str:
         return str(sum(1 for _ in csv.DictReader(f)))
 
 
-def measure(name: str, source: Path, out: Path) -> dict:
+def measure(name: str, source: Path, out: Path, train_args: list[str]) -> dict:
     target = out / name
     train, test = split(source, target)
     model = target / "model.pt"
     seconds = run([sys.executable, "-m", "jobs.train", "--input", str(target / "train"),
-                   "--output", str(model)], target / "train.log")
+                   "--output", str(model), *train_args], target / "train.log")
     runs = target / "runs"
     shutil.rmtree(runs, ignore_errors=True)
     run([sys.executable, str(ROOT / "run_batch.py"), "--input", str(target / "test"),
@@ -114,20 +116,24 @@ def main() -> None:
                         help="where the splits, models and runs go (default: data/real)")
     parser.add_argument("--markdown", default=None, metavar="MD",
                         help="also write the table, machine and command to this file")
+    parser.add_argument("--train-args", default="", metavar="FLAGS",
+                        help="flags added to every set's jobs.train command, e.g. \"--arch X\"")
     args = parser.parse_args()
     root = Path(args.root)
     names = args.sets.split(",") if args.sets else sorted(
         p.name for p in root.iterdir() if p.is_dir())
     rows = []
     for name in names:
-        row = measure(name, root / name, Path(args.out))
+        row = measure(name, root / name, Path(args.out), shlex.split(args.train_args))
         rows.append(row)
         print(table([row]).splitlines()[-1], flush=True)
-    machine = (f"{platform.machine()}, {available_cores()} cores, Python "
+    machine = (f"{cpu_name()}, {available_cores()} cores, Python "
                f"{platform.python_version()}, "
                f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}")
     text = (f"{table(rows)}\n\nMachine: {machine}. Command: `python benchmarks/real_suite.py "
-            f"--root {args.root}" + (f" --sets {args.sets}" if args.sets else "") + "`\n")
+            f"--root {args.root}" + (f" --sets {args.sets}" if args.sets else "")
+            + (f" --train-args {shlex.quote(args.train_args)}" if args.train_args else "")
+            + "`\n")
     print("\n" + text)
     if args.markdown:
         Path(args.markdown).write_text(text, encoding="utf-8")

@@ -8,8 +8,9 @@ Every tensor whose name and shape agree is copied (the convolutions, their batch
 sequence layer); the output layer row by row, for each class both models read (the CTC blank
 and every character the two alphabets share), so that a user's alphabet, any subset or
 superset of the base model's, starts from what the base learnt of those characters and from
-nothing for the others. The bundled base model (models/crnn-base.pt, docs/pretraining.md) read
-a few hundred thousand printed texts of every kind (generate.style: fonts).
+nothing for the others. The bundled base models (models/ARCH-base.pt: crnn-base.pt and
+crnn-fast-base.pt, docs/pretraining.md) read a few hundred thousand printed texts of every kind
+(generate.style: fonts).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from .config import AUTO, Config
 
-BUNDLED_BASE = Path(__file__).resolve().parent.parent / "models" / "crnn-base.pt"
+BUNDLED_BASES = Path(__file__).resolve().parent.parent / "models"   # ARCH-base.pt
 NONE = "none"
 
 
@@ -32,13 +33,15 @@ class PretrainedError(ValueError):
 def pretrained_for(cfg: Config, say: Callable[[str], None]) -> Checkpoint | None:
     """The base model `cfg` asks for (model.pretrained: auto, none or a path) if it fits the
     model `cfg` trains: the same architecture and input height and colour channels. auto is
-    the bundled one when it loads and fits, else nothing (said, unless there is none); a path
+    the bundled one of that architecture when it loads and fits, else nothing (said); a path
     that does not load or fit is a PretrainedError."""
     setting = cfg.model.pretrained
     if setting == NONE:
         return None
-    path = BUNDLED_BASE if setting == AUTO else Path(setting)
+    path = bundled_base(cfg.model.arch) if setting == AUTO else Path(setting)
     if setting == AUTO and not path.exists():
+        say(f"starting from random weights: no pretrained base for {cfg.model.arch} "
+            f"({path.name})")
         return None
     try:
         base = load_checkpoint(path)
@@ -54,6 +57,10 @@ def pretrained_for(cfg: Config, say: Callable[[str], None]) -> Checkpoint | None
         say(f"not starting from the pretrained {path.name}: {why}")
         return None
     raise PretrainedError(f"model.pretrained {path} cannot start this model: {why}")
+
+
+def bundled_base(arch: str) -> Path:
+    return BUNDLED_BASES / f"{arch}-base.pt"
 
 
 def _misfit(base: Checkpoint, cfg: Config) -> str | None:

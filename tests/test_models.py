@@ -30,7 +30,7 @@ def test_output_shape_follows_alphabet_length_and_size(arch):
     assert out.shape == (2, 6, 10)
 
 
-@pytest.mark.parametrize("arch", ["seed-gap", "crnn"])
+@pytest.mark.parametrize("arch", ["seed-gap", "crnn", "crnn-fast"])
 def test_models_take_uint8_and_normalise_inside(arch):
     # uint8 pixels in; inside, the same as the layers given the normalised values: centred on
     # INPUT_SHIFT and divided by INPUT_SCALE, whatever the caller's dtype
@@ -53,9 +53,11 @@ def test_too_small_input_is_refused_clearly(arch, smallest):
 
 
 def test_unknown_architecture_lists_the_available_ones():
-    with pytest.raises(ValueError, match="available: crnn, seed, seed-gap, seed-pos, wide-pos"):
+    with pytest.raises(ValueError, match="available: crnn, crnn-fast, seed, seed-gap, seed-pos, "
+                                         "wide-pos"):
         build_model("resnet", spec_for())
-    assert {"crnn", "seed", "seed-gap", "seed-pos", "wide-pos"} <= set(available_models())
+    assert {"crnn", "crnn-fast", "seed", "seed-gap", "seed-pos", "wide-pos"} <= set(
+        available_models())
     with pytest.raises(ValueError, match="unknown model architecture 'resnet'"):
         codec_kind("resnet")
 
@@ -65,22 +67,43 @@ def ctc_spec(height, width, labels=LabelConfig(SEED.alphabet, "4-8", "upper", "_
                                  build_codec(labels, codec_kind("crnn")))
 
 
+@pytest.mark.parametrize("arch", ["crnn", "crnn-fast"])
 @pytest.mark.parametrize("height, width", [(32, 128), (24, 72), (30, 70), (46, 284), (80, 200),
                                            (17, 17)])
-def test_sequence_model_gives_a_frame_per_eight_columns_at_any_size(height, width):
-    model = build_model("crnn", ctc_spec(height, width)).eval()
+def test_sequence_model_gives_a_frame_per_eight_columns_at_any_size(arch, height, width):
+    model = build_model(arch, ctc_spec(height, width)).eval()
     with torch.no_grad():
         out = model(torch.randint(0, 256, (2, 3, height, width), dtype=torch.uint8))
     frames = (width + 1) // 2 // 2 // 2   # the stem halves the width, two poolings again
     assert out.shape == (2, frames, 37)   # 36 characters and the blank
-    assert codec_kind("crnn") == "ctc" and codec_kind("wide-pos") == "fixed-length"
+    assert codec_kind(arch) == "ctc" and codec_kind("wide-pos") == "fixed-length"
 
 
-def test_sequence_model_refuses_an_input_too_small_to_read():
-    with pytest.raises(ValueError, match="'crnn' needs an input of at least 16x16"):
-        build_model("crnn", ctc_spec(14, 100))
-    with pytest.raises(ValueError, match="'crnn' needs an input of at least 16x16"):
-        build_model("crnn", ctc_spec(32, 14))
+def test_the_fast_sequence_model_has_crnns_layers_on_fewer_pixels():
+    # the same tensors (so the same parameter count), but a pool right after the stem: the two
+    # convolutions after it see a quarter of crnn's pixels, the last one half
+    slow, fast = (build_model(arch, ctc_spec(48, 128)) for arch in ("crnn", "crnn-fast"))
+    assert {k: v.shape for k, v in slow.state_dict().items() if "features" not in k} == \
+        {k: v.shape for k, v in fast.state_dict().items() if "features" not in k}
+    assert count_parameters(slow) == count_parameters(fast)
+    sizes = {}
+    for name, model in (("crnn", slow), ("crnn-fast", fast)):
+        x, seen = torch.zeros(1, 3, 48, 128), []
+        for layer in model.features:
+            if isinstance(layer, torch.nn.Conv2d):
+                seen.append(x.shape[-2] * x.shape[-1])
+            x = layer(x)
+        sizes[name] = seen
+    assert sizes["crnn-fast"][0] == sizes["crnn"][0]              # the stem
+    assert [a * k for a, k in zip(sizes["crnn-fast"][1:], (4, 4, 2))] == sizes["crnn"][1:]
+
+
+@pytest.mark.parametrize("arch", ["crnn", "crnn-fast"])
+def test_sequence_model_refuses_an_input_too_small_to_read(arch):
+    with pytest.raises(ValueError, match=f"{arch!r} needs an input of at least 16x16"):
+        build_model(arch, ctc_spec(14, 100))
+    with pytest.raises(ValueError, match=f"{arch!r} needs an input of at least 16x16"):
+        build_model(arch, ctc_spec(32, 14))
 
 
 def test_per_position_models_refuse_labels_of_varying_length():

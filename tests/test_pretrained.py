@@ -72,23 +72,31 @@ def _cfg(setting: str, height: int = 48, arch: str = "crnn"):
                                model=dataclasses.replace(cfg.model, arch=arch, pretrained=setting))
 
 
-def test_auto_takes_the_bundled_base_where_it_fits_and_says_why_not(tmp_path, monkeypatch):
+def test_auto_takes_the_bundled_base_of_the_architecture_where_it_fits_and_says_why_not(
+        tmp_path, monkeypatch):
     said = []
-    monkeypatch.setattr(pretrained, "BUNDLED_BASE", tmp_path / "missing.pt")
-    assert pretrained_for(_cfg("auto"), said.append) is None and not said
-    monkeypatch.setattr(pretrained, "BUNDLED_BASE", _saved(tmp_path, "AB"))
+    monkeypatch.setattr(pretrained, "BUNDLED_BASES", tmp_path)
+    assert pretrained_for(_cfg("auto"), said.append) is None
+    _saved(tmp_path, "AB", name="crnn-base.pt")
     assert pretrained_for(_cfg("auto"), said.append).arch == "crnn"
     assert pretrained_for(_cfg("auto", height=64), said.append) is None
     assert pretrained_for(_cfg("auto", arch="wide-pos"), said.append) is None
-    assert said == ["not starting from the pretrained base.pt: it reads images 48 pixels high, "
-                    "this model 64 (image.height)",
-                    "not starting from the pretrained base.pt: it is a crnn, this model a "
-                    "wide-pos"]
+    assert pretrained_for(_cfg("auto", arch="crnn-fast"), said.append) is None
+    assert said == ["starting from random weights: no pretrained base for crnn (crnn-base.pt)",
+                    "not starting from the pretrained crnn-base.pt: it reads images 48 pixels "
+                    "high, this model 64 (image.height)",
+                    "starting from random weights: no pretrained base for wide-pos "
+                    "(wide-pos-base.pt)",
+                    "starting from random weights: no pretrained base for crnn-fast "
+                    "(crnn-fast-base.pt)"]
+    (tmp_path / "crnn-fast-base.pt").write_bytes((tmp_path / "crnn-base.pt").read_bytes())
+    assert pretrained_for(_cfg("auto", arch="crnn-fast"), said.append) is None
+    assert said[-1] == ("not starting from the pretrained crnn-fast-base.pt: it is a crnn, this "
+                        "model a crnn-fast")
     assert pretrained_for(_cfg("none"), said.append) is None
-    (tmp_path / "old.pt").write_bytes(b"a base from an older architecture")
-    monkeypatch.setattr(pretrained, "BUNDLED_BASE", tmp_path / "old.pt")
+    (tmp_path / "crnn-base.pt").write_bytes(b"a base from an older architecture")
     assert pretrained_for(_cfg("auto"), said.append) is None     # a retraining still runs
-    assert said[-1].startswith("not starting from the pretrained old.pt: ")
+    assert said[-1].startswith("not starting from the pretrained crnn-base.pt: ")
 
 
 def test_a_named_base_that_cannot_start_the_model_is_an_error(tmp_path):
@@ -106,7 +114,7 @@ def test_a_named_base_that_cannot_start_the_model_is_an_error(tmp_path):
 def test_the_bundled_base_reads_printed_text_it_never_saw(tmp_path):
     # a floor only a trained base passes (random weights read no character); what it reads is
     # in docs/pretraining.md
-    base = load_checkpoint(pretrained.BUNDLED_BASE)
+    base = load_checkpoint(pretrained.bundled_base("crnn"))
     assert base.arch == "crnn" and base.image.height == 48 and len(base.labels.alphabet) == 62
     shipped = load_config(None)
     gen = load_config(ROOT / "models" / "crnn-base.generate.yaml").generate
