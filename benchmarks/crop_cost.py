@@ -1,17 +1,18 @@
-"""What cutting images to their text (image.crop: content) costs the decoder, side by side.
+"""What cutting images to their text (image.crop content, packed) costs the decoder, side by side.
 
-    python benchmarks/crop_cost.py --input DIR [--height 48] [--width 256] [--limit 1000] [--rounds 3]
+    python benchmarks/crop_cost.py --input DIR [--height 48] [--width 256] [--limit 1000]
+                                   [--rounds 3]
 
 Decodes the same files, one process, one OpenCV thread (as a run_batch worker does), alternately
-whole and cut to their text (core.images.decode_image with crop False and True), fitted to
-HEIGHTxWIDTH; prints images per second of each and their ratio per round, and how many of the
-files had a text box at all. The files are read into memory first: only decoding is timed.
+whole, cut to their text and cut with its wide gaps closed (core.images.decode_image with crop
+none, content and packed), fitted to HEIGHTxWIDTH; prints images per second of each and their
+ratios per round, and how many of the files had a text box at all. The files are read into
+memory first: only decoding is timed.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -20,9 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.images import content_box, decode_image, decode_rgb  # noqa: E402
+from core.runtime import cpu_name  # noqa: E402
 
 
-def rate(blobs: list[bytes], height: int, width: int, crop: bool) -> float:
+def rate(blobs: list[bytes], height: int, width: int, crop: str) -> float:
     start = time.perf_counter()
     for data in blobs:
         decode_image(data, height, width, crop=crop)
@@ -41,13 +43,15 @@ def main() -> None:
                    if os.path.isfile(os.path.join(args.input, n)))[:args.limit]
     blobs = [Path(args.input, n).read_bytes() for n in names]
     boxed = sum(content_box(decode_rgb(data)) is not None for data in blobs)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; {len(blobs)} files of "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} cores; {len(blobs)} files of "
           f"{args.input}, {boxed} with a text box; fitted to {args.width}x{args.height}")
-    print("| round | whole, images/s | cut to the text, images/s | cost |\n|---:|---:|---:|---:|")
+    print("| round | whole, images/s | content, images/s | packed, images/s | time: content, "
+          "packed |\n|---:|---:|---:|---:|---:|")
     for k in range(1, args.rounds + 1):
-        whole = rate(blobs, args.height, args.width, False)
-        cut = rate(blobs, args.height, args.width, True)
-        print(f"| {k} | {whole:,.0f} | {cut:,.0f} | {whole / cut:.2f}x the time |")
+        whole, content, packed = (rate(blobs, args.height, args.width, crop)
+                                  for crop in ("none", "content", "packed"))
+        print(f"| {k} | {whole:,.0f} | {content:,.0f} | {packed:,.0f} | "
+              f"{whole / content:.2f}x, {whole / packed:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 CASE_FOLDS = ("upper", "lower", "none")
 LR_SCHEDULES = ("constant", "cosine", "warmup-cosine")
 OPTIMIZERS = ("adam", "adamw")
-CROPS = ("content", "none")                          # image.crop, besides auto
+CROPS = ("content", "packed", "none")                # image.crop, besides auto
 CAPTCHA_STYLES = ("classic", "seed2016", "fonts")   # generate.style (core.generator, core.seed_style, core.text_style)
 AUTO = "auto"
 # Settings that may be "auto" besides a value of their type: what it means is decided where the
@@ -83,7 +83,8 @@ def length_bounds(length: int | str) -> tuple[int, int]:
 class ImageConfig:
     height: int | str = AUTO
     width: int | str = AUTO
-    crop: str = AUTO    # "content": each image cut to its text first (core.images.content_box); "none"
+    crop: str = AUTO    # "content": each image cut to its text first (core.images.content_box);
+                        # "packed": also its wide gaps closed (crop_to_content); "none"
 
     @property
     def resolved(self) -> bool:
@@ -356,7 +357,8 @@ def _check_values(cfg: Config, sources: Mapping[str, str]) -> None:
     if cfg.train.lr <= 0:
         raise bad("train.lr", f"must be positive, got {cfg.train.lr}")
     if cfg.image.crop not in (AUTO, *CROPS):
-        raise bad("image.crop", f"must be auto, {' or '.join(CROPS)}, got {cfg.image.crop!r}")
+        raise bad("image.crop", f"must be auto, {', '.join(CROPS[:-1])} or {CROPS[-1]}, "
+                                f"got {cfg.image.crop!r}")
     if cfg.generate.style not in CAPTCHA_STYLES:
         raise bad("generate.style", f"must be one of {', '.join(CAPTCHA_STYLES)}, "
                                     f"got {cfg.generate.style!r}")

@@ -103,7 +103,7 @@ class CaptchaDataset(Dataset):
         self.items = items
         self.codec = codec
         self.height, self.width = image.height, image.width
-        self.crop = image.crop == "content"
+        self.crop = image.crop
 
     def __len__(self) -> int:
         return len(self.items)

@@ -40,7 +40,7 @@ import re
 import statistics
 from pathlib import Path
 
-from .config import AUTO, ImageConfig, LabelConfig
+from .config import AUTO, CROPS, ImageConfig, LabelConfig
 from .data import list_files
 from .images import ImageError, crop_to_content, decode_rgb, read_bytes
 
@@ -52,6 +52,7 @@ SEQUENCE_HEIGHT = 48    # a sequence model's input height: tall enough for thin 
 SEQUENCE_CHAR_WIDTH = 40  # a sequence model's widest input per character of the longest label:
                           # 5 of crnn's 8-pixel frames
 SAMPLE = 256
+AUTO_CROP = "content"   # what image.crop auto cuts with, where it cuts
 CONTENT_SHARE = 0.5     # image.crop auto: images cut to their text when it covers at most this
                         # share of the median image (the rest an empty frame)
 
@@ -159,15 +160,16 @@ def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,
     if not samples:
         raise DiscoveryError(f"no readable image in {folder} to learn the image size from; "
                              "set image.height and image.width")
-    whole = [size for size, _ in samples]
+    whole = [sizes["none"] for sizes in samples]
     crop, cropping = pinned.crop, ""
     if crop == AUTO:
-        share = statistics.median(h * w / (wh * ww) for (wh, ww), (h, w) in samples)
-        crop = "content" if share <= CONTENT_SHARE else "none"
-        if crop == "content":
+        share = statistics.median(h * w / (wh * ww) for (wh, ww), (h, w) in zip(
+            whole, (sizes["content"] for sizes in samples)))
+        crop = AUTO_CROP if share <= CONTENT_SHARE else "none"
+        if crop != "none":
             cropping = (f"; their text covers {share:.0%} of them (median): each is cut to its "
-                        f"text first (image.crop content)")
-    sizes = [content for _, content in samples] if crop == "content" else whole
+                        f"text first (image.crop {crop})")
+    sizes = [s[crop] for s in samples]
     whole_height = statistics.median(h for h, _ in whole)
     whole_width = statistics.median(w for _, w in whole)
     height = statistics.median(h for h, _ in sizes)
@@ -195,10 +197,11 @@ def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,
 
 
 def _sample_sizes(folder: str | Path, paths: list[str],
-                  cut: bool) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """The (height, width) of up to SAMPLE images spread evenly over `paths`, each with that of
-    its text where `cut` (core.images.content_box; the whole image where it finds none, or
-    where not `cut`: image.crop pinned to none needs no box)."""
+                  cut: bool) -> list[dict[str, tuple[int, int]]]:
+    """The (height, width) of up to SAMPLE images spread evenly over `paths`, by image.crop:
+    of the whole image ("none") and, where `cut`, of it cut to its text as each crop cuts it
+    (core.images.crop_to_content; the whole image where it finds no text; not `cut`:
+    image.crop pinned to none needs no box)."""
     images = [p for p in paths if os.path.splitext(p)[1].lower() in IMAGE_SUFFIXES] or paths
     step = max(1, len(images) // SAMPLE)
     sizes = []
@@ -207,5 +210,7 @@ def _sample_sizes(folder: str | Path, paths: list[str],
             image = decode_rgb(read_bytes(str(Path(folder, path))))
         except ImageError:
             continue
-        sizes.append((image.shape[:2], (crop_to_content(image) if cut else image).shape[:2]))
+        sizes.append({"none": image.shape[:2], **({
+            crop: crop_to_content(image, close_gaps=crop == "packed").shape[:2]
+            for crop in CROPS if crop != "none"} if cut else {})})
     return sizes

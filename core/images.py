@@ -55,7 +55,7 @@ class ImageError(ValueError):
 
 
 def read_image(path: str, height: int, width: int, fast_png: bool = True,
-               crop: bool = False) -> tuple[np.ndarray, bool]:
+               crop: str = "none") -> tuple[np.ndarray, bool]:
     return decode_image(read_bytes(path), height, width, fast_png, crop)
 
 
@@ -68,14 +68,15 @@ def read_bytes(path: str) -> bytes:
 
 
 def decode_image(data: bytes, height: int, width: int, fast_png: bool = True,
-                 crop: bool = False) -> tuple[np.ndarray, bool]:
+                 crop: str = "none") -> tuple[np.ndarray, bool]:
     """(image, resized): the image as (height, width, 3) RGB uint8, and whether it had another
     size (or was cropped) and was resized to fit. fast_png (runtime.fast_png): a PNG's image
     data is inflated by _png_inflated first; False leaves every byte to OpenCV. crop
-    (image.crop: content): the image is cut to its content_box first."""
+    (image.crop, resolved): content cuts the image to its content_box first, packed also
+    closes the wide gaps in it (crop_to_content)."""
     image = decode_rgb(data, fast_png)
-    if crop:
-        image = crop_to_content(image)
+    if crop != "none":
+        image = crop_to_content(image, close_gaps=crop == "packed")
     resized = image.shape[:2] != (height, width)
     if resized:
         image = fit_size(image, height, width)
@@ -142,6 +143,11 @@ _FLAT_BORDER = 0.8       # the background is flat when this share of the border 
 _SPECK = 0.02            # a piece of thick ink smaller than this share of all of it is left out
 _MARGIN = 0.25           # kept around the ink box, as a share of its height, on every side:
                          # thin strokes (a hairline font) can lie outside the thick ink's box
+_GAP = 0.35              # image.crop packed: the widest run of empty columns kept between
+                         # pieces of text, as a share of the text's height (printed text's
+                         # spaces between letters are a tenth to a fifth of it)
+_THIN_INK = 0.2          # image.crop packed: a column with this share of the text's height in
+                         # ink (thin strokes included) is not empty
 
 
 def content_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -156,7 +162,13 @@ def content_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
     pieces (8-connected) smaller than _SPECK of it are left out too (where two lines cross or
     run side by side, and specks). The box holds the rest, with a margin of _MARGIN of its
     height on every side, within the image."""
-    h, w = image.shape[:2]
+    found = _text_pieces(image)
+    return None if found is None else _box(found[0], *image.shape[:2])
+
+
+def _text_pieces(image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The connected pieces of thick ink that content_box keeps (rows of OpenCV's component
+    statistics: left, top, width, height, area) and the ink (a 0/1 mask), or None."""
     border = np.concatenate((image[0], image[-1], image[:, 0], image[:, -1])).astype(np.int16)
     background = np.round(np.median(border, axis=0))
     if (np.abs(border - background).max(axis=1) <= _INK_LEVEL).mean() < _FLAT_BORDER:
@@ -169,8 +181,10 @@ def content_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
     _, _, stats, _ = cv2.connectedComponentsWithStats(cv2.erode(ink, np.ones((2, 2), np.uint8)))
     stats = stats[1:]                                      # row 0: the background
     pieces = stats[stats[:, cv2.CC_STAT_AREA] >= _SPECK * stats[:, cv2.CC_STAT_AREA].sum()]
-    if not len(pieces):
-        return None
+    return (pieces, ink) if len(pieces) else None
+
+
+def _box(pieces: np.ndarray, h: int, w: int) -> tuple[int, int, int, int]:
     left, top = pieces[:, cv2.CC_STAT_LEFT].min(), pieces[:, cv2.CC_STAT_TOP].min()
     right = (pieces[:, cv2.CC_STAT_LEFT] + pieces[:, cv2.CC_STAT_WIDTH]).max()
     bottom = (pieces[:, cv2.CC_STAT_TOP] + pieces[:, cv2.CC_STAT_HEIGHT]).max()
@@ -179,13 +193,40 @@ def content_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
             max(0, int(left) - margin), min(w, int(right) + margin))
 
 
-def crop_to_content(image: np.ndarray) -> np.ndarray:
-    """The image cut to its content_box (a view), or the image itself where it has none."""
-    box = content_box(image)
-    if box is None:
+def crop_to_content(image: np.ndarray, close_gaps: bool = False) -> np.ndarray:
+    """The image cut to its content_box (a view), or the image itself where it has none. With
+    `close_gaps` (image.crop: packed), every run of empty columns between the first piece of
+    text and the last is also narrowed to at most _GAP of the text's height (a copy): text
+    spread over a wide frame, its characters far apart, is read packed as printed text is,
+    each character the same share of the width however far apart they were drawn. A column is
+    empty where no piece of thick ink reaches it and its ink (thin strokes and lines too) in
+    the box is under _THIN_INK of the text's height: a hairline character is more than the
+    one or two pixels that each line across it leaves in a column."""
+    found = _text_pieces(image)
+    if found is None:
         return image
-    top, bottom, left, right = box
-    return image[top:bottom, left:right]
+    pieces, ink = found
+    top, bottom, left, right = _box(pieces, *image.shape[:2])
+    cut = image[top:bottom, left:right]
+    if not close_gaps:
+        return cut
+    starts = pieces[:, cv2.CC_STAT_LEFT] - left
+    reached = np.zeros(right - left + 1, np.int32)       # +1 where a piece starts, -1 past it
+    np.add.at(reached, starts, 1)
+    np.add.at(reached, starts + pieces[:, cv2.CC_STAT_WIDTH], -1)
+    height = int((pieces[:, cv2.CC_STAT_TOP] + pieces[:, cv2.CC_STAT_HEIGHT]).max()
+                 - pieces[:, cv2.CC_STAT_TOP].min())
+    thin = ink[top:bottom, left:right].sum(axis=0, dtype=np.int32) >= _THIN_INK * height
+    empty = (np.cumsum(reached[:-1]) == 0) & ~thin
+    first, last = int(starts.min()), int((starts + pieces[:, cv2.CC_STAT_WIDTH]).max())
+    gap = max(1, round(_GAP * height))
+    keep = np.ones(len(empty), bool)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], empty[first:last].astype(np.int8),
+                                                   [0]))))
+    for start, end in zip(edges[::2] + first, edges[1::2] + first):   # each empty run
+        if end - start > gap:
+            keep[start + gap // 2:end - (gap - gap // 2)] = False
+    return cut if keep.all() else cut[:, keep]
 
 
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}   # by IHDR colour type

@@ -63,11 +63,46 @@ def test_a_dark_background_is_found_from_the_border():
 def test_decoding_with_crop_fits_the_cut_image():
     image = framed_text()
     ok, png = cv2.imencode(".png", image[..., ::-1])
-    cut, resized = decode_image(png.tobytes(), 48, 320, crop=True)
+    cut, resized = decode_image(png.tobytes(), 48, 320, crop="content")
     top, bottom, left, right = content_box(image)
     assert resized and np.array_equal(cut, fit_size(image[top:bottom, left:right], 48, 320))
     whole, _ = decode_image(png.tobytes(), 48, 320)
     assert np.array_equal(whole, fit_size(image, 48, 320))
+
+
+def spread_text(hairline=True, at=(100, 250, 420)):
+    """Three thick blocks 26 pixels high far apart (gaps of 130, then 150 columns) on white,
+    with 1-pixel lines across the image, and a 1-pixel-wide character (a hairline stem, its
+    own colour) in the second gap."""
+    image = np.full((80, 600, 3), 255, np.uint8)
+    for x, colour in zip(at, ((200, 30, 30), (30, 150, 30), (60, 60, 220))):
+        cv2.rectangle(image, (x, 30), (x + 19, 55), colour, -1)
+    cv2.line(image, (2, 8), (597, 70), (20, 20, 20), 1)
+    cv2.line(image, (0, 40), (599, 44), (0, 0, 0), 1)
+    if hairline:
+        cv2.line(image, (340, 30), (340, 55), (250, 0, 250), 1)
+    return image
+
+
+def colour_count(image, colour):
+    return int(np.all(image == colour, axis=2).sum())
+
+
+def test_packed_closes_wide_gaps_between_characters_but_keeps_thin_ones():
+    image = spread_text()
+    content = crop_to_content(image)
+    packed = crop_to_content(image, close_gaps=True)
+    gap = round(0.35 * 26)                    # of the text's height, at most, between pieces
+    removed = (130 - gap) + (340 - 270 - gap) + (420 - 341 - gap)
+    assert packed.shape == (content.shape[0], content.shape[1] - removed, 3)
+    for colour in ((200, 30, 30), (30, 150, 30), (60, 60, 220), (250, 0, 250)):
+        assert colour_count(packed, colour) == colour_count(content, colour) > 0
+    # without the hairline, the second gap is one run
+    plain = crop_to_content(spread_text(hairline=False), close_gaps=True)
+    assert plain.shape[1] == content.shape[1] - (130 - gap) - (150 - gap)
+    # text already packed (gaps of 8 columns) is left as it is
+    packed = spread_text(hairline=False, at=(100, 128, 156))
+    assert np.array_equal(crop_to_content(packed, close_gaps=True), crop_to_content(packed))
 
 
 def write_folder(folder, images):
@@ -91,6 +126,14 @@ def test_discovery_crops_a_folder_of_small_text_in_wide_frames(tmp_path):
     pinned, notes = discover_image(tmp_path / "framed", names, ImageConfig(crop="none"),
                                    sequence=True, max_length=6)
     assert pinned == ImageConfig(48, 240, "none") and "crop" not in notes[0]
+    # or from the packed ones
+    names = write_folder(tmp_path / "spread", [spread_text()] * 3)
+    sizes = {crop: discover_image(tmp_path / "spread", names, ImageConfig(crop=crop),
+                                  sequence=True, max_length=6)[0] for crop in ("content", "packed")}
+    packed = crop_to_content(spread_text(), close_gaps=True)
+    assert sizes["packed"] == ImageConfig(48, round(48 * packed.shape[1] / packed.shape[0] / 4) * 4,
+                                          "packed")
+    assert sizes["packed"].width < sizes["content"].width
 
 
 def test_discovery_leaves_images_whole_when_their_text_fills_them(tmp_path):
@@ -109,15 +152,16 @@ def test_discovery_leaves_images_whole_when_their_text_fills_them(tmp_path):
 
 
 def test_the_dataset_reads_cut_images_when_the_model_does(tmp_path):
-    names = write_folder(tmp_path / "f", [framed_text()])
+    names = write_folder(tmp_path / "f", [spread_text()])
     codec = build_codec(LabelConfig("ABCD", 4, "upper", "_"))
     items = [Item(names[0], "ABCD")]
-    cut = CaptchaDataset(tmp_path / "f", items, codec, ImageConfig(48, 320, "content"))[0]
-    whole = CaptchaDataset(tmp_path / "f", items, codec, ImageConfig(48, 320, "none"))[0]
-    top, bottom, left, right = content_box(framed_text())
-    expected = fit_size(framed_text()[top:bottom, left:right], 48, 320)
-    assert torch.equal(cut["image"], torch.from_numpy(expected).permute(2, 0, 1))
-    assert not torch.equal(cut["image"], whole["image"])
+    read = {crop: CaptchaDataset(tmp_path / "f", items, codec, ImageConfig(48, 320, crop))[0]
+            for crop in ("content", "packed", "none")}
+    for crop in ("content", "packed"):
+        expected = fit_size(crop_to_content(spread_text(), crop == "packed"), 48, 320)
+        assert torch.equal(read[crop]["image"], torch.from_numpy(expected).permute(2, 0, 1))
+    assert not torch.equal(read["content"]["image"], read["none"]["image"])
+    assert not torch.equal(read["content"]["image"], read["packed"]["image"])
 
 
 def test_the_checkpoint_says_whether_its_model_reads_cut_images(tmp_path):
@@ -138,7 +182,7 @@ def test_the_checkpoint_says_whether_its_model_reads_cut_images(tmp_path):
 
 
 def test_a_crop_setting_that_does_not_exist_is_named():
-    with pytest.raises(ConfigError, match="image.crop.*must be auto, content or none"):
+    with pytest.raises(ConfigError, match="image.crop.*must be auto, content, packed or none"):
         load_config(None, {"image.crop": "text"})
 
 
