@@ -109,7 +109,6 @@ class TrainConfig:
     optimizer: str = "adamw"
     weight_decay: float = 0.01
     clip: float = 5.0            # largest gradient norm; 0: no clipping
-    ema: float = 0.0             # decay of the moving average of the weights validated and kept
     val_fraction: float = 0.1
     seed: int = 0
 
@@ -369,9 +368,6 @@ def _check_values(cfg: Config, sources: Mapping[str, str]) -> None:
                        ("train.clip", cfg.train.clip)):
         if value < 0:
             raise bad(key, f"must be 0 or more, got {value}")
-    if not 0.0 <= cfg.train.ema < 1.0:
-        raise bad("train.ema", f"must be 0 (off) or a decay from 0 up to (not including) 1, "
-                               f"got {cfg.train.ema}")
     if cfg.train.max_samples < cfg.train.min_samples:
         raise bad("train.max_samples", f"must be at least train.min_samples "
                                        f"({cfg.train.min_samples}), got {cfg.train.max_samples}")

@@ -123,12 +123,10 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[dict], codec,
                     optimizer: torch.optim.Optimizer, device: torch.device,
                     progress: Callable = no_progress, desc: str = "train",
                     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                    clip: float | None = None, scheduler=None,
-                    after_step: Callable[[], None] | None = None) -> float:
+                    clip: float | None = None, scheduler=None) -> float:
     """One pass over `loader`; returns the mean batch loss (summed over positions). `augment`
     changes each batch of images before the model sees it (core.augment); `clip` caps the
-    gradients' norm (a recurrent layer's can spike); `scheduler` steps after every batch, and
-    then `after_step` is called (a moving average of the weights takes them)."""
+    gradients' norm (a recurrent layer's can spike); `scheduler` steps after every batch."""
     model.train()
     total, batches = 0.0, 0
     for batch in progress(loader, desc=desc):
@@ -146,8 +144,6 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[dict], codec,
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        if after_step is not None:
-            after_step()
         total += loss.item()
         batches += 1
     return total / batches if batches else float("nan")

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 import torch
-from torch.optim.swa_utils import AveragedModel
 
 from .config import LR_SCHEDULES, OPTIMIZERS, Config, RuntimeConfig, dump_config
 from .engine import Metrics, evaluate, train_one_epoch
@@ -137,7 +136,6 @@ class TrainingState:
     history: list[dict]
     torch_rng: torch.Tensor
     loader_rng: torch.Tensor | None
-    averaged: dict | None = None     # the moving average of the weights (train.ema), if kept
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -178,35 +176,18 @@ def load_training_state(path: Path, fingerprint: str) -> TrainingState | None:
     return TrainingState(**saved)
 
 
-def moving_average(model: torch.nn.Module, decay: float) -> AveragedModel:
-    """An exponential moving average of `model`'s weights and batch-norm statistics, updated
-    by `.update_parameters(model)` after each step: the n-th update keeps
-    min(decay, (1 + n) / (10 + n)) of the average (a short memory at first, so that a short
-    training is not averaged with its random start; the warm-up of TensorFlow's
-    ExponentialMovingAverage and timm's ModelEmaV2)."""
-    def average(averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        kept = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
-        return averaged * kept + current * (1.0 - kept)
-    return AveragedModel(model, avg_fn=average, use_buffers=True)
-
-
 def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.device,
         epochs: int, lr: float, lr_schedule: str = "constant",
         on_epoch: Callable[[EpochResult, bool], None] | None = None,
         progress: Callable = no_progress,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         optimizer: str = "adam", weight_decay: float = 0.0, clip: float | None = None,
-        ema: float = 0.0,
         save_state: Callable[[TrainingState], None] | None = None,
         resume_from: TrainingState | None = None) -> FitResult:
     """Train for `epochs`, validating after each; `save_state` gets the state after every epoch
-    (after on_epoch), and `resume_from` such a state continues the run after its epoch. With
-    `ema` (a decay, 0 < ema < 1) the weights validated, kept as the best and held by the model
-    during on_epoch are a moving average of the trained ones (moving_average)."""
+    (after on_epoch), and `resume_from` such a state continues the run after its epoch."""
     opt = _optimizer(model, optimizer, lr, weight_decay)
     scheduler, per_step = _scheduler(opt, lr_schedule, epochs, len(train_loader))
-    averaged = moving_average(model, ema) if ema > 0 else None
-    scored = averaged.module if averaged is not None else model
     result = FitResult()
     best: EpochResult | None = None
     generator = getattr(train_loader, "generator", None)
@@ -222,21 +203,17 @@ def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.d
         torch.set_rng_state(resume_from.torch_rng)
         if generator is not None and resume_from.loader_rng is not None:
             generator.set_state(resume_from.loader_rng)
-        if averaged is not None and resume_from.averaged is not None:
-            averaged.load_state_dict(resume_from.averaged)
         first = resume_from.epoch + 1
     for epoch in range(first, epochs + 1):
         start = time.monotonic()
         train_loss = train_one_epoch(model, train_loader, codec, opt, device, progress,
                                      desc=f"epoch {epoch}/{epochs}", augment=augment, clip=clip,
-                                     scheduler=scheduler if per_step else None,
-                                     after_step=(None if averaged is None else
-                                                 lambda: averaged.update_parameters(model)))
+                                     scheduler=scheduler if per_step else None)
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"training loss is {train_loss} at epoch {epoch}")
         if scheduler is not None and not per_step:
             scheduler.step()
-        metrics = evaluate(scored, val_loader, codec, device, progress=progress,
+        metrics = evaluate(model, val_loader, codec, device, progress=progress,
                            desc=f"validate {epoch}/{epochs}")
         row = EpochResult(epoch, train_loss, metrics.loss, metrics.chars_correct,
                           metrics.chars_total, metrics.char_accuracy, metrics.captchas_correct,
@@ -245,20 +222,14 @@ def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.d
         if improved:
             best = row
             result.best_epoch = epoch
-            result.best_state = copy.deepcopy(scored.state_dict())
+            result.best_state = copy.deepcopy(model.state_dict())
         result.history.append(row)
         if on_epoch is not None:
-            trained = copy.deepcopy(model.state_dict()) if averaged is not None else None
-            if trained is not None:
-                model.load_state_dict(scored.state_dict())
-            on_epoch(row, improved)  # the model holds the validated weights during the call
-            if trained is not None:
-                model.load_state_dict(trained)
+            on_epoch(row, improved)  # the model holds this epoch's weights during the call
         if save_state is not None:
             save_state(TrainingState(
                 epoch, copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict()),
                 scheduler.state_dict() if scheduler is not None else None, result.best_epoch,
                 result.best_state, [asdict(h) for h in result.history], torch.get_rng_state(),
-                generator.get_state() if generator is not None else None,
-                copy.deepcopy(averaged.state_dict()) if averaged is not None else None))
+                generator.get_state() if generator is not None else None))
     return result

@@ -255,7 +255,6 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
                "batch_size": cfg.train.batch_size, "lr": cfg.train.lr,
                "lr_schedule": cfg.train.lr_schedule, "optimizer": cfg.train.optimizer,
                "weight_decay": cfg.train.weight_decay, "clip": cfg.train.clip,
-               "ema": cfg.train.ema,
                "planned_epochs": epochs, "device": str(device),
                "augment": dataclasses.asdict(cfg.augment) if cfg.augment.enabled else None}
     if init is not None:
@@ -275,7 +274,7 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
                  val_loader, codec, device, epochs, cfg.train.lr, cfg.train.lr_schedule,
                  on_epoch=record.on_epoch, progress=progress, augment=build_augment(cfg.augment),
                  optimizer=cfg.train.optimizer, weight_decay=cfg.train.weight_decay,
-                 clip=cfg.train.clip or None, ema=cfg.train.ema, resume_from=resume_from,
+                 clip=cfg.train.clip or None, resume_from=resume_from,
                  save_state=lambda state: save_training_state(state_path, state, fingerprint))
     model.load_state_dict(result.best_state)
     summary.update(train_seconds=time.monotonic() - start, **result.summary())

@@ -9,7 +9,7 @@ from core.engine import Metrics, align, edit_distance, evaluate, train_one_epoch
 from core.labels import build_codec
 from core.models import ModelSpec, build_model
 from core.augment import build_augment
-from core.fit import fit, moving_average, split_items
+from core.fit import fit, split_items
 
 CPU = torch.device("cpu")
 
@@ -105,10 +105,7 @@ def test_train_one_epoch_learns(captcha_dir, cfg):
     assert last < 0.5 * first
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_fit_reports_improvements_and_keeps_the_best_epochs_weights(captcha_dir, cfg, ema):
-    # with a moving average, the weights validated, kept and shown to on_epoch are the
-    # average's, and the model goes on training its own
+def test_fit_reports_improvements_and_keeps_the_best_epochs_weights(captcha_dir, cfg):
     codec = build_codec(cfg.labels)
     items = scan_folder(captcha_dir, cfg.labels)
     train, val = split_items(items, 0.25, seed=0)
@@ -123,43 +120,17 @@ def test_fit_reports_improvements_and_keeps_the_best_epochs_weights(captcha_dir,
             saved[row.epoch] = {k: v.clone() for k, v in model.state_dict().items()}
 
     result = fit(model, loader(train), loader(val), codec, CPU, epochs=3, lr=1e-3,
-                 on_epoch=on_epoch, ema=ema)
+                 on_epoch=on_epoch)
     assert improved_at[0] == 1 and result.best_epoch == improved_at[-1]
     assert [r.epoch for r in result.history] == [1, 2, 3]
     best = saved[result.best_epoch]
     assert all(torch.equal(best[k], v) for k, v in result.best_state.items())
-    if ema:
-        last = model.state_dict()
-        assert not all(torch.equal(last[k], v) for k, v in result.best_state.items())
 
 
-def test_the_moving_average_warms_up_then_keeps_its_decay():
-    layer = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
-    weight, running = layer[0].weight, layer[1].running_mean
-    average = moving_average(layer, decay=0.9)
-    with torch.no_grad():
-        weight.fill_(0.0)
-        running.fill_(0.0)
-        average.update_parameters(layer)                 # the first update copies
-        weight.fill_(1.0)
-        running.fill_(1.0)
-        average.update_parameters(layer)                 # keeps (1 + 1) / (10 + 1) of it
-        kept = 2 / 11
-        assert average.module[0].weight.item() == pytest.approx(1 - kept)
-        assert average.module[1].running_mean.item() == pytest.approx(1 - kept)   # buffers too
-        for _ in range(200):
-            average.update_parameters(layer)
-        value = average.module[0].weight.item()
-        weight.fill_(0.0)
-        average.update_parameters(layer)                 # later the decay itself: 0.9
-        assert average.module[0].weight.item() == pytest.approx(0.9 * value)
-
-
-@pytest.mark.parametrize("ema", [0.0, 0.9])
-def test_a_resumed_fit_ends_with_the_weights_of_an_uninterrupted_one(captcha_dir, cfg, ema):
+def test_a_resumed_fit_ends_with_the_weights_of_an_uninterrupted_one(captcha_dir, cfg):
     # The state saved after epoch 1 (weights, optimiser, per-step schedule, the shuffling's and
-    # the augmentation's random generators, the weights' moving average) lets a fresh process
-    # go on exactly as the first would have: the same weights after epoch 3, to the bit.
+    # the augmentation's random generators) lets a fresh process go on exactly as the first
+    # would have: the same weights after epoch 3, to the bit.
     codec = build_codec(cfg.labels)
     items = scan_folder(captcha_dir, cfg.labels)
     train, val = split_items(items, 0.25, seed=0)
@@ -168,7 +139,6 @@ def test_a_resumed_fit_ends_with_the_weights_of_an_uninterrupted_one(captcha_dir
     augment = build_augment(cfg.augment)
 
     def run(epochs_done_before=None, stop_after=None):
-        nonlocal result
         torch.manual_seed(0)
         model = build_model("seed", ModelSpec.from_config(cfg.image, codec))
         states = []
@@ -179,24 +149,17 @@ def test_a_resumed_fit_ends_with_the_weights_of_an_uninterrupted_one(captcha_dir
                 raise KeyboardInterrupt   # killed right after the state was written
 
         try:
-            result = fit(model, loader(train, True), loader(val, False), codec, CPU, epochs=3,
-                         lr=3e-3, lr_schedule="warmup-cosine", optimizer="adamw",
-                         weight_decay=0.01, clip=5.0, augment=augment, ema=ema,
-                         save_state=save_state, resume_from=epochs_done_before)
+            fit(model, loader(train, True), loader(val, False), codec, CPU, epochs=3, lr=3e-3,
+                lr_schedule="warmup-cosine", optimizer="adamw", weight_decay=0.01, clip=5.0,
+                augment=augment, save_state=save_state, resume_from=epochs_done_before)
         except KeyboardInterrupt:
             pass
         return model, states
 
-    result = None
-    whole, whole_states = run()
-    whole_best = result.best_state
+    whole, _ = run()
     _, states = run(stop_after=1)
     resumed, after = run(epochs_done_before=states[-1])
     assert [s.epoch for s in after] == [2, 3]
     assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in whole.state_dict().items())
-    assert all(torch.equal(v, result.best_state[k]) for k, v in whole_best.items())
-    if ema:
-        averaged = after[-1].averaged
-        assert all(torch.equal(v, averaged[k]) for k, v in whole_states[-1].averaged.items())
     schedule = [g["lr"] for g in after[-1].optimizer["param_groups"]]
     assert schedule[0] < 1e-5   # the cosine came down to the end, as if never stopped
