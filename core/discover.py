@@ -28,9 +28,11 @@ one line per finding, for the training job to print.
   a tighter cap cost inefficacy_upper accuracy: docs/accuracy.md, 2026-12-02). A
   per-position model reads them at their median size.
 - Crop: where the text covers at most CONTENT_SHARE of the median image (small text in a wide
-  empty frame), every image is cut to its text before it is fitted (core.images.content_box),
-  and the size above is found from the cut images: the model's rows go to the characters, not
-  to the frame (inefficacy_upper's text is a third of its 80-pixel height; docs/accuracy.md).
+  empty frame), every image is cut to its text before it is fitted, and the wide gaps between
+  its characters closed (AUTO_CROP, core.images.crop_to_content), and the size above is found
+  from the cut images: the model's rows go to the characters, not to the frame
+  (inefficacy_upper's text is a third of its 80-pixel height), and each character gets the
+  same share of the width however far apart it was drawn (docs/accuracy.md).
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ SEQUENCE_HEIGHT = 48    # a sequence model's input height: tall enough for thin 
 SEQUENCE_CHAR_WIDTH = 40  # a sequence model's widest input per character of the longest label:
                           # 5 of crnn's 8-pixel frames
 SAMPLE = 256
-AUTO_CROP = "content"   # what image.crop auto cuts with, where it cuts
+AUTO_CROP = "packed"    # what image.crop auto cuts with, where it cuts
 CONTENT_SHARE = 0.5     # image.crop auto: images cut to their text when it covers at most this
                         # share of the median image (the rest an empty frame)
 

@@ -54,8 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pretrained", default=None, metavar="MODEL.pt|none",
                    help="start a new model's features from this checkpoint's (any alphabet; "
                         "the same architecture and input height), or none for random weights "
-                        "(default: model.pretrained, auto: the bundled models/crnn-base.pt "
-                        "where it fits)")
+                        "(default: model.pretrained, auto: the bundled models/ARCH-base.pt "
+                        "where there is one and it fits)")
     p.add_argument("--corrections", default=None, metavar="FILE",
                    help="CSV with path and corrected columns (a run's review.csv or "
                         "suspect_labels.csv after review): those files are trained on with the "

@@ -115,25 +115,25 @@ def write_folder(folder, images):
 
 
 def test_discovery_crops_a_folder_of_small_text_in_wide_frames(tmp_path):
-    names = write_folder(tmp_path / "framed", [framed_text()] * 4)
-    image, notes = discover_image(tmp_path / "framed", names, ImageConfig(), sequence=True,
+    # auto: cut, gaps closed, and the size found from the cut images
+    names = write_folder(tmp_path / "spread", [spread_text()] * 3)
+    image, notes = discover_image(tmp_path / "spread", names, ImageConfig(), sequence=True,
                                   max_length=6)
-    top, bottom, left, right = content_box(framed_text())
+    packed = crop_to_content(spread_text(), close_gaps=True)
+    natural = round(48 * packed.shape[1] / packed.shape[0] / 4) * 4
+    assert image == ImageConfig(48, natural, "packed")
+    assert "image.crop packed" in notes[0]
+    # pinned: kept as it is, and the size found from the images as that crop cuts them
+    content, notes = discover_image(tmp_path / "spread", names, ImageConfig(crop="content"),
+                                    sequence=True, max_length=6)
+    top, bottom, left, right = content_box(spread_text())
     natural = round(48 * (right - left) / (bottom - top) / 4) * 4
-    assert image == ImageConfig(48, natural, "content")
-    assert "image.crop content" in notes[0]
-    # pinned: kept as it is, and the size is then found from the whole images
+    assert content == ImageConfig(48, min(natural, 40 * 6), "content")   # at most 40 a character
+    assert content.width > image.width
+    names = write_folder(tmp_path / "framed", [framed_text()] * 4)
     pinned, notes = discover_image(tmp_path / "framed", names, ImageConfig(crop="none"),
                                    sequence=True, max_length=6)
     assert pinned == ImageConfig(48, 240, "none") and "crop" not in notes[0]
-    # or from the packed ones
-    names = write_folder(tmp_path / "spread", [spread_text()] * 3)
-    sizes = {crop: discover_image(tmp_path / "spread", names, ImageConfig(crop=crop),
-                                  sequence=True, max_length=6)[0] for crop in ("content", "packed")}
-    packed = crop_to_content(spread_text(), close_gaps=True)
-    assert sizes["packed"] == ImageConfig(48, round(48 * packed.shape[1] / packed.shape[0] / 4) * 4,
-                                          "packed")
-    assert sizes["packed"].width < sizes["content"].width
 
 
 def test_discovery_leaves_images_whole_when_their_text_fills_them(tmp_path):
