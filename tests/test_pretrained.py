@@ -111,11 +111,12 @@ def test_a_named_base_that_cannot_start_the_model_is_an_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_bundled_base_reads_printed_text_it_never_saw(tmp_path):
-    # a floor only a trained base passes (random weights read no character); what it reads is
-    # in docs/pretraining.md
-    base = load_checkpoint(pretrained.bundled_base("crnn"))
-    assert base.arch == "crnn" and base.image.height == 48 and len(base.labels.alphabet) == 62
+@pytest.mark.parametrize("arch", ["crnn", "crnn-fast"])
+def test_the_bundled_bases_read_printed_text_they_never_saw(tmp_path, arch):
+    # a floor only a trained base passes (random weights read no character); what each reads
+    # is in docs/pretraining.md (validation characters: crnn 89.6 %, crnn-fast 83.2 %)
+    base = load_checkpoint(pretrained.bundled_base(arch))
+    assert base.arch == arch and base.image.height == 48 and len(base.labels.alphabet) == 62
     shipped = load_config(None)
     gen = load_config(ROOT / "models" / "crnn-base.generate.yaml").generate
     generate_folder(tmp_path / "text", 64, 777_001, gen.labels, gen.image, workers=1,
