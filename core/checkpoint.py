@@ -31,7 +31,10 @@ from .models import ModelSpec, build_model, codec_kind
 
 # 2: label lengths may be a range ("4-8") and the codec may be "ctc"; version 1 files (one
 # length, fixed-length codec) load as they are.
-FORMAT_VERSION = 3   # 3: image.crop
+# 3: image.crop (content or none); 4: image.crop may be packed. A file is written with the
+# lowest version that describes it: a program from before packed reads the others as before,
+# and refuses (rather than reads whole) the images of a model trained packed.
+FORMAT_VERSION = 4
 
 
 class CheckpointError(ValueError):
@@ -57,7 +60,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, arch: str, labels: Label
         raise ValueError(f"cannot save a model whose labels or image settings are still auto: "
                          f"{labels}, {image}")
     payload = {
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if image.crop == "packed" else 3,
         "arch": arch,
         "codec": codec_kind(arch),
         "labels": dataclasses.asdict(labels),

@@ -179,6 +179,12 @@ def test_the_checkpoint_says_whether_its_model_reads_cut_images(tmp_path):
     assert load_checkpoint(tmp_path / "old.pt").image == ImageConfig(48, 160, "none")
     with pytest.raises(ValueError, match="still auto"):
         save_checkpoint(tmp_path / "x.pt", model, "crnn", labels, ImageConfig(48, 160), {})
+    # a model trained packed is written with the version that introduced it, so that a
+    # program from before refuses it instead of reading its images whole; others as before
+    save_checkpoint(tmp_path / "p.pt", model, "crnn", labels, ImageConfig(48, 160, "packed"), {})
+    assert torch.load(tmp_path / "p.pt", weights_only=True)["format_version"] == 4
+    assert load_checkpoint(tmp_path / "p.pt").image.crop == "packed"
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["format_version"] == 3
 
 
 def test_a_crop_setting_that_does_not_exist_is_named():
