@@ -42,7 +42,7 @@ import re
 import statistics
 from pathlib import Path
 
-from .config import AUTO, CROPS, ImageConfig, LabelConfig
+from .config import AUTO, ImageConfig, LabelConfig
 from .data import list_files
 from .images import ImageError, crop_to_content, decode_rgb, read_bytes
 
@@ -158,7 +158,8 @@ def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,
     `folder`), for labels of at most `max_length` characters."""
     if pinned.resolved:
         return pinned, []
-    samples = _sample_sizes(folder, paths, cut=pinned.crop != "none")
+    samples = _sample_sizes(folder, paths, ("content", AUTO_CROP) if pinned.crop == AUTO
+                            else (pinned.crop,))
     if not samples:
         raise DiscoveryError(f"no readable image in {folder} to learn the image size from; "
                              "set image.height and image.width")
@@ -199,11 +200,10 @@ def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,
 
 
 def _sample_sizes(folder: str | Path, paths: list[str],
-                  cut: bool) -> list[dict[str, tuple[int, int]]]:
+                  crops: tuple[str, ...]) -> list[dict[str, tuple[int, int]]]:
     """The (height, width) of up to SAMPLE images spread evenly over `paths`, by image.crop:
-    of the whole image ("none") and, where `cut`, of it cut to its text as each crop cuts it
-    (core.images.crop_to_content; the whole image where it finds no text; not `cut`:
-    image.crop pinned to none needs no box)."""
+    of the whole image ("none") and of it as each of `crops` cuts it
+    (core.images.crop_to_content; the whole image where it finds no text)."""
     images = [p for p in paths if os.path.splitext(p)[1].lower() in IMAGE_SUFFIXES] or paths
     step = max(1, len(images) // SAMPLE)
     sizes = []
@@ -212,7 +212,7 @@ def _sample_sizes(folder: str | Path, paths: list[str],
             image = decode_rgb(read_bytes(str(Path(folder, path))))
         except ImageError:
             continue
-        sizes.append({"none": image.shape[:2], **({
+        sizes.append({"none": image.shape[:2], **{
             crop: crop_to_content(image, close_gaps=crop == "packed").shape[:2]
-            for crop in CROPS if crop != "none"} if cut else {})})
+            for crop in crops if crop != "none"}})
     return sizes

@@ -208,17 +208,23 @@ def crop_to_content(image: np.ndarray, close_gaps: bool = False) -> np.ndarray:
     pieces, ink = found
     top, bottom, left, right = _box(pieces, *image.shape[:2])
     cut = image[top:bottom, left:right]
-    if not close_gaps:
-        return cut
+    return _close_gaps(cut, pieces, ink, (top, bottom, left, right)) if close_gaps else cut
+
+
+def _close_gaps(cut: np.ndarray, pieces: np.ndarray, ink: np.ndarray,
+                box: tuple[int, int, int, int]) -> np.ndarray:
+    """`cut` (the image's `box`) less the columns of its wide gaps (crop_to_content)."""
+    top, bottom, left, right = box
     starts = pieces[:, cv2.CC_STAT_LEFT] - left
+    ends = starts + pieces[:, cv2.CC_STAT_WIDTH]
     reached = np.zeros(right - left + 1, np.int32)       # +1 where a piece starts, -1 past it
     np.add.at(reached, starts, 1)
-    np.add.at(reached, starts + pieces[:, cv2.CC_STAT_WIDTH], -1)
+    np.add.at(reached, ends, -1)
     height = int((pieces[:, cv2.CC_STAT_TOP] + pieces[:, cv2.CC_STAT_HEIGHT]).max()
                  - pieces[:, cv2.CC_STAT_TOP].min())
     thin = ink[top:bottom, left:right].sum(axis=0, dtype=np.int32) >= _THIN_INK * height
     empty = (np.cumsum(reached[:-1]) == 0) & ~thin
-    first, last = int(starts.min()), int((starts + pieces[:, cv2.CC_STAT_WIDTH]).max())
+    first, last = int(starts.min()), int(ends.max())
     gap = max(1, round(_GAP * height))
     keep = np.ones(len(empty), bool)
     edges = np.flatnonzero(np.diff(np.concatenate(([0], empty[first:last].astype(np.int8),
