@@ -109,6 +109,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     weight_decay: float = 0.01
     clip: float = 5.0            # largest gradient norm; 0: no clipping
+    settled: int = 5             # stop once every validation captcha is read this many epochs
     val_fraction: float = 0.1
     seed: int = 0
 
@@ -365,7 +366,7 @@ def _check_values(cfg: Config, sources: Mapping[str, str]) -> None:
         raise bad("train.optimizer", f"must be one of {', '.join(OPTIMIZERS)}, "
                                      f"got {cfg.train.optimizer!r}")
     for key, value in (("train.weight_decay", cfg.train.weight_decay),
-                       ("train.clip", cfg.train.clip)):
+                       ("train.clip", cfg.train.clip), ("train.settled", cfg.train.settled)):
         if value < 0:
             raise bad(key, f"must be 0 or more, got {value}")
     if cfg.train.max_samples < cfg.train.min_samples:

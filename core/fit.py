@@ -182,10 +182,13 @@ def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.d
         progress: Callable = no_progress,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         optimizer: str = "adam", weight_decay: float = 0.0, clip: float | None = None,
+        settled: int = 0,
         save_state: Callable[[TrainingState], None] | None = None,
         resume_from: TrainingState | None = None) -> FitResult:
     """Train for `epochs`, validating after each; `save_state` gets the state after every epoch
-    (after on_epoch), and `resume_from` such a state continues the run after its epoch."""
+    (after on_epoch), and `resume_from` such a state continues the run after its epoch. With
+    `settled`, training stops early once every validation captcha has been read in that many
+    epochs in a row (is_settled)."""
     opt = _optimizer(model, optimizer, lr, weight_decay)
     scheduler, per_step = _scheduler(opt, lr_schedule, epochs, len(train_loader))
     result = FitResult()
@@ -232,4 +235,13 @@ def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.d
                 scheduler.state_dict() if scheduler is not None else None, result.best_epoch,
                 result.best_state, [asdict(h) for h in result.history], torch.get_rng_state(),
                 generator.get_state() if generator is not None else None))
+        if is_settled(result.history, settled):
+            break
     return result
+
+
+def is_settled(history: Sequence[EpochResult], epochs: int) -> bool:
+    """Whether the last `epochs` epochs (at least 1) each read every validation captcha: the
+    validation split has nothing left to tell, and the best of them (by loss) is kept."""
+    return 0 < epochs <= len(history) and all(
+        h.val_images > 0 and h.val_captchas_correct == h.val_images for h in history[-epochs:])

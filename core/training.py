@@ -274,7 +274,8 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
                  val_loader, codec, device, epochs, cfg.train.lr, cfg.train.lr_schedule,
                  on_epoch=record.on_epoch, progress=progress, augment=build_augment(cfg.augment),
                  optimizer=cfg.train.optimizer, weight_decay=cfg.train.weight_decay,
-                 clip=cfg.train.clip or None, resume_from=resume_from,
+                 clip=cfg.train.clip or None, settled=cfg.train.settled,
+                 resume_from=resume_from,
                  save_state=lambda state: save_training_state(state_path, state, fingerprint))
     model.load_state_dict(result.best_state)
     summary.update(train_seconds=time.monotonic() - start, **result.summary())
@@ -289,6 +290,9 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
     record.save()
     with atomic_write(plan.output.with_suffix(".config.yaml"), "w") as f:
         f.write(dump_config(cfg))
+    if len(result.history) < epochs:
+        say(f"stopped after epoch {len(result.history)} of {epochs}: every validation captcha "
+            f"read in the last {cfg.train.settled} epochs (train.settled)")
     say(f"best epoch {result.best_epoch}: {100 * result.best.val_captcha_accuracy:.2f} % of "
         f"validation captchas; saved {plan.output}")
     if (warning := reads_nothing(result.best)) is not None:  # where a cron job's mail shows it

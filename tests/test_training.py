@@ -1,4 +1,5 @@
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,7 +10,8 @@ from core.engine import Metrics, align, edit_distance, evaluate, train_one_epoch
 from core.labels import build_codec
 from core.models import ModelSpec, build_model
 from core.augment import build_augment
-from core.fit import fit, split_items
+from core import fit as fit_module
+from core.fit import EpochResult, fit, is_settled, split_items
 
 CPU = torch.device("cpu")
 
@@ -125,6 +127,40 @@ def test_fit_reports_improvements_and_keeps_the_best_epochs_weights(captcha_dir,
     assert [r.epoch for r in result.history] == [1, 2, 3]
     best = saved[result.best_epoch]
     assert all(torch.equal(best[k], v) for k, v in result.best_state.items())
+
+
+def _epoch(epoch, correct, images=10):
+    share = correct / images if images else 0.0
+    return EpochResult(epoch, 1.0, 1.0, correct, images, share, correct, images, share, 1.0)
+
+
+def test_settled_means_every_validation_captcha_read_in_the_last_epochs():
+    history = [_epoch(1, 9), _epoch(2, 10), _epoch(3, 10)]
+    assert is_settled(history, 2) and not is_settled(history, 3)
+    assert not is_settled(history, 0)                       # 0: never stop early
+    assert not is_settled(history, 4)                       # fewer epochs than asked
+    assert not is_settled([_epoch(1, 0, images=0)], 1)      # nothing to validate on
+
+
+def test_fit_stops_once_settled_and_keeps_the_best_of_it(captcha_dir, cfg, monkeypatch):
+    codec = build_codec(cfg.labels)
+    items = scan_folder(captcha_dir, cfg.labels)
+    train, val = split_items(items, 0.25, seed=0)
+    loader = lambda its: make_loader(CaptchaDataset(captcha_dir, its, codec, cfg.image), 16, 0, CPU)
+    model = build_model("seed", ModelSpec.from_config(cfg.image, codec))
+    losses = iter([3.0, 2.0, 1.0, 1.5, 1.2, 1.1, 0.5, 0.4])
+    read = iter([5, 8, 10, 10, 10, 10, 10, 10])   # every validation captcha from epoch 3 on
+
+    def perfect_from_epoch_3(*args, **kwargs):
+        n = next(read)
+        return SimpleNamespace(loss=next(losses), chars_correct=4 * n, chars_total=40,
+                               char_accuracy=n / 10, captchas_correct=n, scored=10,
+                               captcha_accuracy=n / 10)
+
+    monkeypatch.setattr(fit_module, "evaluate", perfect_from_epoch_3)
+    result = fit(model, loader(train), loader(val), codec, CPU, epochs=8, lr=1e-3, settled=3)
+    assert [r.epoch for r in result.history] == [1, 2, 3, 4, 5]     # 3, 4, 5 all read
+    assert result.best_epoch == 3                                   # the lowest loss of them
 
 
 def test_a_resumed_fit_ends_with_the_weights_of_an_uninterrupted_one(captcha_dir, cfg):
