@@ -264,8 +264,8 @@ def crnn_fast_model(spec: ModelSpec) -> SequenceNet:
     """`crnn` with its stem followed by a 2x2 max pool (as ResNet's stem is), and one pooling
     step fewer at the end: the same layers, weights and 8-pixel frames, but the two
     convolutions after the stem work on a quarter of `crnn`'s pixels, the last on half. About
-    2.2 times the images per second of `crnn` on one CPU thread (batches of 32 at 128x48 and
-    160x48; docs/performance.md), for coarser features of small and thin characters (less
+    twice the images per second of `crnn` on one CPU thread (batches of 32 at 128x48 and
+    160x48; benchmarks/sequence_speed.py), for coarser features of small and thin characters (less
     accurate where they are: docs/accuracy.md). Needs an input at least 16 pixels high and 16
     wide."""
     return _sequence_net(spec, "crnn-fast", stem_pool=True)
