@@ -159,6 +159,7 @@ class GenerateConfig:
     height: int = 46
     width: int = 284
     style: str = "classic"
+    fonts: str = ""            # style fonts: a folder of more TrueType/OpenType faces to draw in
 
     @property
     def labels(self) -> LabelConfig:
@@ -362,6 +363,8 @@ def _check_values(cfg: Config, sources: Mapping[str, str]) -> None:
     if cfg.generate.style not in CAPTCHA_STYLES:
         raise bad("generate.style", f"must be one of {', '.join(CAPTCHA_STYLES)}, "
                                     f"got {cfg.generate.style!r}")
+    if cfg.generate.fonts and cfg.generate.style != "fonts":
+        raise bad("generate.fonts", f"is drawn only in style fonts, not {cfg.generate.style!r}")
     if cfg.train.optimizer not in OPTIMIZERS:
         raise bad("train.optimizer", f"must be one of {', '.join(OPTIMIZERS)}, "
                                      f"got {cfg.train.optimizer!r}")

@@ -100,14 +100,15 @@ def random_label(rng: np.random.Generator, labels: LabelConfig) -> str:
 
 
 def render_captcha(text: str, rng: np.random.Generator, height: int, width: int,
-                   style: str = "classic") -> np.ndarray:
-    """One captcha showing `text`, as an RGB uint8 array of (height, width, 3), in `style`."""
+                   style: str = "classic", faces: tuple[str, ...] = ()) -> np.ndarray:
+    """One captcha showing `text`, as an RGB uint8 array of (height, width, 3), in `style`;
+    `faces`: the font files the fonts style draws in (text_style.find_faces; empty: its own)."""
     if style == "seed2016":
         from .seed_style import render   # it draws with this module's toolkit
         return render(text, rng, height, width)
     if style == "fonts":
         from .text_style import render as render_text
-        return render_text(text, rng, height, width)
+        return render_text(text, rng, height, width, faces)
     _check_style(style)
     _, _, image = text_layers(text, rng, height, width)
     _scatter_clutter(image, rng, height, width)
@@ -139,10 +140,10 @@ def _as_mask(coverage: np.ndarray) -> np.ndarray:
 
 
 def generate_one(index: int, seed: int, labels: LabelConfig, image: ImageConfig,
-                 style: str = "classic") -> tuple[str, np.ndarray]:
+                 style: str = "classic", faces: tuple[str, ...] = ()) -> tuple[str, np.ndarray]:
     rng = np.random.default_rng([seed, index])
     text = random_label(rng, labels)
-    return text, render_captcha(text, rng, image.height, image.width, style)
+    return text, render_captcha(text, rng, image.height, image.width, style, faces)
 
 
 def file_name(text: str, index: int, count: int) -> str:
@@ -150,7 +151,8 @@ def file_name(text: str, index: int, count: int) -> str:
 
 
 def generate_folder(output: str | Path, count: int, seed: int, labels: LabelConfig,
-                    image: ImageConfig, workers: int = -1, style: str = "classic") -> int:
+                    image: ImageConfig, workers: int = -1, style: str = "classic",
+                    faces: tuple[str, ...] = ()) -> int:
     """Write `count` captchas named LABEL_index.png into `output`; returns how many."""
     _check_style(style)
     from joblib import Parallel, delayed
@@ -160,11 +162,11 @@ def generate_folder(output: str | Path, count: int, seed: int, labels: LabelConf
     workers = max(1, resolve_workers(workers))
     chunks = _chunks(count, workers * 4)
     if workers == 1:
-        done = [_write_range(str(output), lo, hi, count, seed, labels, image, style)
+        done = [_write_range(str(output), lo, hi, count, seed, labels, image, style, faces)
                 for lo, hi in chunks]
     else:
         done = Parallel(n_jobs=workers)(
-            delayed(_write_range)(str(output), lo, hi, count, seed, labels, image, style)
+            delayed(_write_range)(str(output), lo, hi, count, seed, labels, image, style, faces)
             for lo, hi in chunks)
     return sum(done)
 
@@ -210,11 +212,11 @@ def _chunks(count: int, parts: int) -> list[tuple[int, int]]:
 
 
 def _write_range(output: str, lo: int, hi: int, count: int, seed: int, labels: LabelConfig,
-                 image: ImageConfig, style: str) -> int:
+                 image: ImageConfig, style: str, faces: tuple[str, ...]) -> int:
     cv2.setNumThreads(1)
     keep_freed_memory()   # a captcha's float temporaries would page-fault in afresh each time
     for index in range(lo, hi):
-        text, pixels = generate_one(index, seed, labels, image, style)
+        text, pixels = generate_one(index, seed, labels, image, style, faces)
         write_png(os.path.join(output, file_name(text, index, count)), pixels)
     return hi - lo
 

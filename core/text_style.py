@@ -19,28 +19,124 @@ faces l, I and 1 (or O and 0) are the same shape, as they are in some real captc
 """
 from __future__ import annotations
 
+import collections
+import functools
+import logging
+from pathlib import Path
+
 import cv2
 import numpy as np
 
 from .seed_style import _bitmap, _font_size
 
-_FACES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
-          "DejaVuSans-BoldOblique.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
-          "DejaVuSansMono-Oblique.ttf", "DejaVuSansMono-BoldOblique.ttf", "DejaVuSerif.ttf",
-          "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf",
-          "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf",
-          "STIXGeneralBolIta.ttf", "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmtt10.ttf",
-          "cmti10.ttf")
+# matplotlib's faces: what the style draws in unless generate.fonts adds more
+FACES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSans-Oblique.ttf",
+         "DejaVuSans-BoldOblique.ttf", "DejaVuSansMono.ttf", "DejaVuSansMono-Bold.ttf",
+         "DejaVuSansMono-Oblique.ttf", "DejaVuSansMono-BoldOblique.ttf", "DejaVuSerif.ttf",
+         "DejaVuSerif-Bold.ttf", "DejaVuSerif-Italic.ttf", "DejaVuSerif-BoldItalic.ttf",
+         "STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf",
+         "STIXGeneralBolIta.ttf", "cmr10.ttf", "cmb10.ttf", "cmss10.ttf", "cmtt10.ttf",
+         "cmti10.ttf")
+_FONT_SUFFIXES = (".ttf", ".otf")
+_SHAPE_SIZE = 40                # font size the faces' glyphs are compared at (face_check)
+_PICTURE = 0.47                 # a face whose glyphs resemble the letters less is a picture font
+_CAPS_ONLY = 16                 # letters whose two cases are one shape: more, a caps-only face
 _CAP_HEIGHT = (0.28, 0.72)      # cap height / image height
 _STRETCH = (0.6, 1.6)           # horizontal scale of the face: condensed to extended
 _GAP = (-0.12, 0.6)             # between neighbours, / cap height: overlapping to spaced apart
 _MIN_CONTRAST = 0.3             # luminance between text and the background's mean, 0-1
 
 
-def render(text: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """One image showing `text`, RGB uint8 (height, width, 3)."""
+def find_faces(folder: str | Path, alphabet: str) -> tuple[tuple[str, ...], dict[str, int]]:
+    """matplotlib's faces and every usable TrueType or OpenType face under `folder` (searched
+    recursively, in sorted order, one file per name), and how many files were skipped, by
+    reason. Usable: Pillow reads it, and it draws every character of `alphabet` as a shape of
+    its own (face_check). What generate.fonts adds to the style, so that the faces, and so the
+    images, depend only on the folder's files."""
+    found, skipped, names = list(FACES), collections.Counter(), set(FACES)
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in _FONT_SUFFIXES)
+    for path in paths:
+        if path.name in names:
+            skipped["the same file name again"] += 1
+            continue
+        why = face_check(str(path), alphabet)
+        if why:
+            skipped[why] += 1
+            continue
+        names.add(path.name)
+        found.append(str(path))
+    return tuple(found), dict(skipped)
+
+
+def face_check(face: str, alphabet: str) -> str:
+    """Why the face (a font file) cannot draw `alphabet`'s labels, or "" if it can: it cannot
+    be read, lacks a character or leaves it blank, draws the two cases of most letters as one
+    shape (caps-only and small-caps faces), or draws pictures (dingbats) instead of letters:
+    its glyphs, filled, resemble the same characters in matplotlib's faces less than
+    _PICTURE on average (correlation of blurred 20x20 shapes; hollow and stencil faces pass,
+    stars and ornaments do not)."""
+    from fontTools.ttLib import TTFont      # matplotlib's dependency
+    logging.getLogger("fontTools").setLevel(logging.ERROR)   # its warnings on odd tables
+    try:
+        cmap = TTFont(face, fontNumber=0, lazy=True).getBestCmap() or {}
+        if any(ord(c) not in cmap for c in alphabet):
+            return "lacks characters"
+        inks = {c: _bitmap(face, _SHAPE_SIZE, c)[0] for c in alphabet}
+    except Exception:  # noqa: BLE001 - FreeType and fontTools raise many kinds on a bad file
+        return "unreadable"
+    if any(not ink.any() for ink in inks.values()):
+        return "draws a character blank"
+    shapes = {c: _shape(ink) for c, ink in inks.items()}
+    cased = [c for c in alphabet if c.islower() and c.upper() in shapes]
+    if len(cased) > _CAPS_ONLY and sum(
+            float(shapes[c] @ shapes[c.upper()]) > 0.9 for c in cased) > _CAPS_ONLY:
+        return "draws both cases alike"
+    known = [c for c in alphabet if c in _reference_shapes()]
+    if known and np.mean([_resemblance(c, inks[c]) for c in known]) < _PICTURE:
+        return "draws pictures, not letters"
+    return ""
+
+
+def _shape(ink: np.ndarray, filled: bool = False) -> np.ndarray:
+    """A glyph's shape for comparing faces: its ink box scaled to 20x20, blurred, as a unit
+    vector with mean 0; `filled`: with the holes filled first (a hollow face's outline then
+    compares as the letter it outlines)."""
+    if filled:
+        solid = np.pad((ink > 96).astype(np.uint8), 1)
+        outside = solid.copy()
+        cv2.floodFill(outside, None, (0, 0), 1)
+        ink = ((solid | (1 - outside))[1:-1, 1:-1] * 255).astype(np.uint8)
+    v = cv2.resize(ink.astype(np.float32), (20, 20), interpolation=cv2.INTER_AREA)
+    v = cv2.GaussianBlur(v, (0, 0), 1.5).ravel()
+    v -= v.mean()
+    return v / (np.linalg.norm(v) + 1e-6)
+
+
+def _resemblance(char: str, ink: np.ndarray) -> float:
+    """How much `ink` looks like `char` in the most similar of matplotlib's faces, as drawn or
+    with holes filled, whichever is closer: -1 to 1."""
+    plain, filled = _reference_shapes()[char]
+    return max(float((plain @ _shape(ink)).max()), float((filled @ _shape(ink, True)).max()))
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_shapes() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The ASCII letters and digits in matplotlib's faces, as _shape sees them."""
+    shapes = {}
+    for char in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz":
+        inks = [_bitmap(face, _SHAPE_SIZE, char)[0] for face in FACES]
+        shapes[char] = (np.stack([_shape(i) for i in inks]),
+                        np.stack([_shape(i, True) for i in inks]))
+    return shapes
+
+
+def render(text: str, rng: np.random.Generator, height: int, width: int,
+           faces: tuple[str, ...] = ()) -> np.ndarray:
+    """One image showing `text`, RGB uint8 (height, width, 3), in one or more of `faces`
+    (find_faces'; empty: matplotlib's)."""
+    faces = faces or FACES
     image = _background(rng, height, width)
-    mask, boxes = _text_mask(text, rng, height, width)
+    mask, boxes = _text_mask(text, rng, height, width, faces)
     ground = float(_luminance(image.reshape(-1, 3).mean(0)))
     if rng.random() < 0.35:      # a colour per character
         colours = np.stack([_contrasting(rng, ground) for _ in boxes])
@@ -88,18 +184,18 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return np.clip(image, 0, 1)
 
 
-def _text_mask(text: str, rng: np.random.Generator, h: int,
-               w: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def _text_mask(text: str, rng: np.random.Generator, h: int, w: int,
+               faces: tuple[str, ...] = FACES) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """The text's coverage (float32 (h, w) in [0, 1]) and each character's columns."""
-    faces = [_FACES[int(rng.integers(len(_FACES)))]]
+    drawn = [faces[int(rng.integers(len(faces)))]]
     if rng.random() < 0.2:       # a face per character
-        faces = [_FACES[int(k)] for k in rng.integers(len(_FACES), size=len(text))]
+        drawn = [faces[int(k)] for k in rng.integers(len(faces), size=len(text))]
     cap = rng.uniform(*_CAP_HEIGHT) * h
     stretch = rng.uniform(*_STRETCH)
     turn, slant = rng.uniform(0, 15), rng.uniform(-0.3, 0.3) if rng.random() < 0.3 else 0.0
     glyphs = []
     for k, char in enumerate(text):
-        face = faces[k % len(faces)]
+        face = drawn[k % len(drawn)]
         ink, top = _bitmap(face, _font_size(face, cap * rng.uniform(0.9, 1.1)), char)
         glyphs.append((_transform(ink, stretch * rng.uniform(0.93, 1.07),
                                   rng.uniform(-turn, turn), slant), top))

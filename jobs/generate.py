@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from core.config import CAPTCHA_STYLES
 from core.generator import generate_folder, generate_one, preview_grid
 from core.images import write_png
+from core.text_style import FACES, find_faces
 from core.logs import setup_logging
 from jobs.common import add_config_arg, fail, job_config
 
@@ -35,15 +37,27 @@ def main(argv: list[str] | None = None) -> None:
     cfg = job_config(args, {"generate.workers": args.workers, "generate.style": args.style})
     start = time.monotonic()
     gen = cfg.generate
+    faces = _faces(gen.fonts, gen.alphabet) if gen.fonts else ()
     written = generate_folder(args.output, args.count, args.seed, gen.labels, gen.image,
-                              gen.workers, gen.style)
+                              gen.workers, gen.style, faces)
     seconds = time.monotonic() - start
     if args.preview:
-        shown = [generate_one(i, args.seed, gen.labels, gen.image, gen.style)
+        shown = [generate_one(i, args.seed, gen.labels, gen.image, gen.style, faces)
                  for i in range(min(24, args.count))]
         write_png(args.preview, preview_grid([s[1] for s in shown], [s[0] for s in shown]))
     print(f"wrote {written} captchas to {args.output} in {seconds:.1f} s "
           f"({written / seconds:.0f} images/s)")
+
+
+def _faces(folder: str, alphabet: str) -> tuple[str, ...]:
+    """generate.fonts' usable faces, with matplotlib's, and a line on what was skipped."""
+    if not os.path.isdir(folder):
+        fail(f"generate.fonts: {folder} is not a folder")
+    faces, skipped = find_faces(folder, alphabet)
+    why = "; ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
+    print(f"fonts: {len(faces)} faces, {len(faces) - len(FACES)} of them from {folder}"
+          + (f" (skipped {sum(skipped.values())} files: {why})" if skipped else ""))
+    return faces
 
 
 if __name__ == "__main__":

@@ -2,14 +2,20 @@
 deterministic for a seed whatever the workers, labels of a range of lengths and both cases,
 every character inside the image and standing out from its background."""
 import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from core import text_style
 from core.config import ConfigError, load_config
 from core.data import scan_folder
 from core.generator import generate_folder
+from tests.conftest import ROOT
 
 MIXED = {"generate.alphabet": "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz",
          "generate.length": "3-8", "generate.height": 48, "generate.width": 200,
@@ -65,3 +71,75 @@ def test_the_text_colour_stands_out_from_the_background():
     for ground in np.linspace(0, 1, 21):
         colour = text_style._contrasting(rng, float(ground))
         assert abs(float(text_style._luminance(colour)) - ground) >= text_style._MIN_CONTRAST
+
+
+def _matplotlib_font(name):
+    import matplotlib
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name
+
+
+@pytest.fixture(scope="module")
+def font_folder(tmp_path_factory):
+    """Faces of every kind find_faces meets in a system's font folder, made from matplotlib's
+    files (no test may depend on the fonts a machine has installed)."""
+    folder = tmp_path_factory.mktemp("fonts")
+    (folder / "sub").mkdir()
+    for source, name in [("DejaVuSerif-Bold.ttf", "Roman.ttf"),    # usable
+                         ("DejaVuSans.ttf", "sub/Roman.ttf"),      # its name again
+                         ("cmtt10.ttf", "sub/Typewriter.TTF"),     # usable, in a subfolder
+                         ("cmex10.ttf", "Ornaments.ttf"),          # brackets, not letters
+                         ("LastResortHE-Regular.ttf", "Boxes.otf"),  # one box for both cases
+                         ("DejaVuSansDisplay.ttf", "Partial.ttf")]:  # no letters at all
+        shutil.copy(_matplotlib_font(source), folder / name)
+    (folder / "Broken.ttf").write_bytes(b"not a font")
+    (folder / "README.txt").write_text("not looked at")
+    return folder
+
+
+def test_find_faces_adds_every_usable_face_and_says_why_it_skips_the_others(font_folder):
+    faces, skipped = text_style.find_faces(font_folder, MIXED["generate.alphabet"])
+    assert faces == text_style.FACES + (str(font_folder / "Roman.ttf"),
+                                        str(font_folder / "sub" / "Typewriter.TTF"))
+    assert skipped == {"the same file name again": 1, "draws pictures, not letters": 1,
+                       "draws both cases alike": 1, "lacks characters": 1, "unreadable": 1}
+    # upper case only: the box face's two cases no longer matter
+    assert text_style.face_check(str(font_folder / "Boxes.otf"), "ABC") == ""
+
+
+def test_generated_text_is_drawn_in_the_added_faces_the_same_whatever_the_workers(
+        tmp_path, gen, font_folder):
+    faces, _ = text_style.find_faces(font_folder, gen.alphabet)
+    one, two = tmp_path / "one", tmp_path / "two"
+    generate_folder(one, 24, 3, gen.labels, gen.image, workers=1, style=gen.style, faces=faces)
+    generate_folder(two, 24, 3, gen.labels, gen.image, workers=2, style=gen.style, faces=faces)
+    digests = [{p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in f.iterdir()}
+               for f in (one, two)]
+    assert digests[0] == digests[1] and len(digests[0]) == 24
+
+    def drawn(face):
+        return text_style.render("Kq7Wx", np.random.default_rng(5), gen.height, gen.width,
+                                 (face,))
+    copy = str(font_folder / "Roman.ttf")      # DejaVuSerif-Bold under another name
+    assert np.array_equal(drawn(copy), drawn("DejaVuSerif-Bold.ttf"))
+    assert not np.array_equal(drawn(copy), drawn("cmr10.ttf"))
+
+
+def test_the_generate_job_says_what_it_found_and_refuses_fonts_elsewhere(tmp_path, font_folder):
+    def job(*extra):
+        return subprocess.run([sys.executable, "-m", "jobs.generate", "--output",
+                               str(tmp_path / "out"), "--count", "3", "--workers", "1", *extra],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+    config = tmp_path / "fonts.yaml"
+    config.write_text(yaml.safe_dump({"generate": {**{k.split(".")[1]: v for k, v in MIXED.items()},
+                                                   "fonts": str(font_folder)}}))
+    done = job("--config", str(config))
+    assert done.returncode == 0, done.stderr
+    assert (f"fonts: {len(text_style.FACES) + 2} faces, 2 of them from {font_folder} "
+            "(skipped 5 files: 1 draws both cases alike;") in done.stdout
+    assert len(list((tmp_path / "out").iterdir())) == 3
+    wrong = job("--config", str(config), "--style", "classic")
+    assert wrong.returncode == 2 and "'generate.fonts' is drawn only in style fonts" in wrong.stderr
+    config.write_text(config.read_text().replace(str(font_folder), str(tmp_path / "nowhere")))
+    missing = job("--config", str(config))
+    assert missing.returncode == 2 and f"{tmp_path / 'nowhere'} is not a folder" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
