@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--style", choices=CAPTCHA_STYLES, default=None,
                         help="the captchas' look: classic, seed2016 (the seed's real "
                              "captchas as they look) or fonts (printed text of every kind, for pretraining); default: generate.style")
+    parser.add_argument("--fonts", default=None, metavar="FOLDER",
+                        help="style fonts: also draw in the usable faces of this folder "
+                             "(default: generate.fonts)")
     add_config_arg(parser)
     parser.add_argument("--preview", default=None, metavar="PNG",
                         help="also write a grid of the first 24 captchas to this PNG")
@@ -34,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     if args.count < 1:
         fail(f"--count must be at least 1, got {args.count}")
-    cfg = job_config(args, {"generate.workers": args.workers, "generate.style": args.style})
+    cfg = job_config(args, {"generate.workers": args.workers, "generate.style": args.style,
+                           "generate.fonts": args.fonts})
     start = time.monotonic()
     gen = cfg.generate
     faces = _faces(gen.fonts, gen.alphabet) if gen.fonts else ()

@@ -170,3 +170,16 @@ def test_the_fit_follows_the_readings_not_the_labels_likelihood():
     targets = torch.tensor([[0]] * 600 + [[2]] * 400)
     assert codec.loss(logits / 2, targets) < codec.loss(logits, targets)   # likelihood: T > 1
     assert fit_temperature(logits, targets, codec) == pytest.approx(1.0, abs=0.02)
+
+
+def test_lookalike_errors_count_only_misreads_within_a_group():
+    from benchmarks.lookalike_errors import lookalike_report
+    pairs = [("AB0C", "ABOC"),    # wrong only by O/0: counted
+             ("AB0C", "ABOX"),    # also a C/X: not
+             ("A1C", "AIC"),      # 1/I
+             ("A1C", "A1"),       # a character lost: not
+             ("XYZW", "XYZW"), ("XYWW", "XYZW")]   # right; wrong, no look-alike in the label
+    r = lookalike_report(pairs, ["O0", "1I"])
+    assert (r["captchas"], r["wrong"], r["wrong_only_alike"]) == (6, 5, 2)
+    assert (r["plain"], r["plain_accuracy"], r["with_alike"], r["with_alike_accuracy"]) == (
+        2, 0.5, 4, 0.0)

@@ -137,6 +137,8 @@ def test_the_generate_job_says_what_it_found_and_refuses_fonts_elsewhere(tmp_pat
     assert (f"fonts: {len(text_style.FACES) + 2} faces, 2 of them from {font_folder} "
             "(skipped 5 files: 1 draws both cases alike;") in done.stdout
     assert len(list((tmp_path / "out").iterdir())) == 3
+    flag = job("--config", str(config), "--fonts", str(tmp_path))   # the flag wins: no faces
+    assert flag.returncode == 0 and f"0 of them from {tmp_path}" in flag.stdout
     wrong = job("--config", str(config), "--style", "classic")
     assert wrong.returncode == 2 and "'generate.fonts' is drawn only in style fonts" in wrong.stderr
     config.write_text(config.read_text().replace(str(font_folder), str(tmp_path / "nowhere")))
