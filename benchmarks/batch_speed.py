@@ -1,7 +1,7 @@
 """Batch-runner throughput against the seed post's own pipeline, side by side in one run.
 
     python benchmarks/batch_speed.py --input DIR [--model models/default.pt] [--limit 5000]
-                                     [--rounds 3]
+                                     [--rounds 3] [--onnx MODEL.onnx]
 
 Measured on the same images, alternately, --rounds times each (a shared machine's speed drifts
 over minutes; alternating puts both pipelines under the same drift, the median ratio sums up):
@@ -9,6 +9,8 @@ over minutes; alternating puts both pipelines under the same drift, the median r
   float64, its ToTensor (transpose, .float()), DataLoader batch 32 without workers, its Model2;
 - runner: `run_batch.py` itself, started as cron starts it, and its own images_per_second (the
   whole pass: listing, decoding, inference, writing the CSVs);
+- with --onnx (the same model exported by `python -m jobs.export`): `run_batch.py --model
+  MODEL.onnx` as well, ONNX Runtime in place of PyTorch, with the same workers and decoding;
 - bounds, once at the end: decode only (our dataset through the runner's DataLoader, no model)
   and model only (the model on batches already in memory), with the runner's settings (on CPU
   its workers decode and predict, one torch thread each: the model's bound is one thread's
@@ -34,7 +36,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.checkpoint import load_checkpoint, with_model_settings  # noqa: E402
+from core.checkpoint import load_checkpoint, load_model, with_model_settings  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.data import CaptchaDataset, make_loader, scan_folder  # noqa: E402
 from core.files import read_rows  # noqa: E402
@@ -92,12 +94,13 @@ def seed_pipeline(folder: Path, classes: int, steps: int) -> float:
     return n / (time.monotonic() - start)
 
 
-def runner_pass(data: Path, runs: Path, run_id: str, args: argparse.Namespace) -> float:
+def runner_pass(data: Path, runs: Path, run_id: str, args: argparse.Namespace,
+                model: str) -> float:
     """One `run_batch.py` run as users start it (a process of its own, so the runner's process
     settings never touch the seed pipeline's); its own images_per_second: the whole pass from
     listing to the last CSV, without Python's start-up and the model's loading."""
     command = [sys.executable, str(ROOT / "run_batch.py"), "--input", str(data),
-               "--output", str(runs), "--run-id", run_id, "--model", args.model,
+               "--output", str(runs), "--run-id", run_id, "--model", model,
                "--device", args.device, "--quiet"]
     if args.workers is not None:
         command += ["--workers", str(args.workers)]
@@ -112,6 +115,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3,
                         help="seed pipeline and runner alternately, this many times each")
+    parser.add_argument("--onnx", default=None, metavar="MODEL.onnx",
+                        help="--model exported to ONNX: also run the runner with it")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader workers for the runner (default: runtime.workers)")
@@ -145,15 +150,25 @@ def main() -> None:
               f"{torch.get_num_threads()} torch threads; runner: "
               f"{workers} workers, batch "
               f"{resolve_batch_size(cfg.runtime.batch_size, device)}, model {args.model}")
-        print("| round | seed pipeline (post's code) | run_batch, whole pass | vs seed |\n"
-              "|---:|---:|---:|---:|")
-        ratios = []
+        onnx = ("| run_batch, ONNX Runtime | vs seed | ONNX Runtime vs PyTorch |", "---:|" * 3)
+        print("| round | seed pipeline (post's code) | run_batch, whole pass | vs seed "
+              f"{onnx[0] if args.onnx else '|'}\n|---:|---:|---:|---:|"
+              f"{onnx[1] if args.onnx else ''}")
+        ratios, onnx_ratios, engine_ratios = [], [], []
         for r in range(args.rounds):
             seed = seed_pipeline(data, seed_classes, seed_steps)
-            runner = runner_pass(data, work / "runs", f"round{r}", args)
+            runner = runner_pass(data, work / "runs", f"round{r}", args, args.model)
             ratios.append(runner / seed)
-            print(f"| {r + 1} | {seed:.0f} | {runner:.0f} | {runner / seed:.2f}x |", flush=True)
-        print(f"median ratio: {statistics.median(ratios):.2f}x")
+            line = f"| {r + 1} | {seed:.0f} | {runner:.0f} | {runner / seed:.2f}x |"
+            if args.onnx:
+                ort = runner_pass(data, work / "runs", f"onnx{r}", args, args.onnx)
+                onnx_ratios.append(ort / seed)
+                engine_ratios.append(ort / runner)
+                line += f" {ort:.0f} | {ort / seed:.2f}x | {ort / runner:.2f}x |"
+            print(line, flush=True)
+        print(f"median ratio: {statistics.median(ratios):.2f}x" + (
+            f"; ONNX Runtime {statistics.median(onnx_ratios):.2f}x the seed's, "
+            f"{statistics.median(engine_ratios):.2f}x PyTorch's" if args.onnx else ""))
 
         # The bounds, in this process, with the runner's settings: as many workers as it
         # starts; on CPU each of them decodes and predicts with one torch thread, so the model's
@@ -168,20 +183,28 @@ def main() -> None:
         batches = [b["image"] for b in loader]
         decode = n / (time.monotonic() - start)
 
-        model = for_inference(ckpt.model)
-        start = time.monotonic()
-        with torch.inference_mode():
-            for images in batches:
-                model(images.to(device, non_blocking=True))
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-        model_only = n / (time.monotonic() - start)
+        models = {"PyTorch": for_inference(ckpt.model)}
+        if args.onnx:
+            models["ONNX Runtime"] = for_inference(load_model(args.onnx, device=device).model)
+        model_only = {name: model_rate(model, batches, device) for name, model in models.items()}
     finally:
         shutil.rmtree(work)
     in_parallel = workers if on_cpu and workers else 1
-    print(f"bounds: decode only {decode:.0f} images/s ({workers} workers), model only "
-          f"{model_only * in_parallel:.0f} images/s ({in_parallel} x {model_only:.0f}: "
-          f"{in_parallel} process(es) of {threads} torch thread(s))")
+    print(f"bounds: decode only {decode:.0f} images/s ({workers} workers); model only, "
+          f"{in_parallel} process(es) of {threads} thread(s): " + ", ".join(
+              f"{name} {rate * in_parallel:.0f} images/s ({in_parallel} x {rate:.0f})"
+              for name, rate in model_only.items()))
+
+
+def model_rate(model: torch.nn.Module, batches: list[torch.Tensor], device: torch.device) -> float:
+    """Images per second of `model` alone on batches already in memory."""
+    start = time.monotonic()
+    with torch.inference_mode():
+        for images in batches:
+            model(images.to(device, non_blocking=True))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return sum(len(b) for b in batches) / (time.monotonic() - start)
 
 
 if __name__ == "__main__":

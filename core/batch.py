@@ -131,12 +131,12 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
                          cfg.runtime.workers, device, predict_with=model)
     workers_do = ("decoding and predicting" if isinstance(loader.dataset, PredictingDataset)
                   else "decoding") if loader.num_workers else "the main process decodes"
-    log.info("run %s: %d files under %s%s%s; model %s (%s, sha256 %s); device %s, batch %d, "
-             "%d workers (%s), %d torch threads", run_dir.name, len(items), input_dir,
+    log.info("run %s: %d files under %s%s%s; model %s (%s, %s, sha256 %s); device %s, "
+             "batch %d, %d workers (%s), %d torch threads", run_dir.name, len(items), input_dir,
              f", resuming after {state.rows}" if state.rows else "",
              f", {len(carry)} unchanged since run {state.carried_from}" if state.carried_from
-             else "", ckpt.path, ckpt.arch, ckpt.sha256, device, loader.batch_size,
-             loader.num_workers, workers_do, torch.get_num_threads())
+             else "", ckpt.path, ckpt.arch, ckpt.engine, ckpt.sha256, device,
+             loader.batch_size, loader.num_workers, workers_do, torch.get_num_threads())
     rows = _Rows(run_dir, state, items, carry, ckpt.labels.max_length,
                  cfg.runtime.commit_batches, loader.batch_size, stop, clock)
     evaluate(model, loader, ckpt.codec, device, on_batch=rows.on_batch, progress=progress,

@@ -52,6 +52,7 @@ class Checkpoint:
     path: str
     sha256: str
     temperature: float = 1.0   # calibration: predict with logits / temperature (1: none fitted)
+    engine: str = "PyTorch"    # what runs the model: PyTorch, or ONNX Runtime (core.onnx_model)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, arch: str, labels: LabelConfig,
@@ -105,7 +106,7 @@ def load_checkpoint(path: str | Path, labels: LabelConfig | None = None,
     if payload.get("codec") != kind:
         raise CheckpointError(f"{path} uses codec {payload.get('codec')!r}, but architecture "
                               f"{payload['arch']!r} reads with {kind!r}")
-    _check_expected(path, ckpt_labels, ckpt_image, labels, image)
+    check_expected(path, ckpt_labels, ckpt_image, labels, image)
     try:
         model = build_model(payload["arch"], ModelSpec.from_config(ckpt_image, codec))
         model.load_state_dict(payload["state_dict"])
@@ -121,7 +122,7 @@ def load_checkpoint(path: str | Path, labels: LabelConfig | None = None,
                       temperature)
 
 
-def _check_expected(path: Path, got_labels: LabelConfig, got_image: ImageConfig,
+def check_expected(path: Path, got_labels: LabelConfig, got_image: ImageConfig,
                     want_labels: LabelConfig | None, want_image: ImageConfig | None) -> None:
     """What the config pins (anything but auto) must be what the model reads."""
     problems = []
@@ -139,6 +140,17 @@ def _check_expected(path: Path, got_labels: LabelConfig, got_image: ImageConfig,
     if problems:
         raise CheckpointError(f"model {path} does not fit the config: it reads "
                               + "; ".join(problems))
+
+
+def load_model(path: str | Path, labels: LabelConfig | None = None,
+               image: ImageConfig | None = None,
+               device: torch.device | str = "cpu") -> Checkpoint:
+    """A model to predict with: a checkpoint, or an ONNX file exported from one (by its
+    `.onnx` suffix; core.onnx_model), loaded and checked as load_checkpoint does."""
+    from .onnx_model import is_onnx_path, load_onnx   # onnxruntime only where it is used
+
+    loader = load_onnx if is_onnx_path(path) else load_checkpoint
+    return loader(path, labels=labels, image=image, device=device)
 
 
 def with_model_settings(cfg: Config, ckpt: Checkpoint) -> Config:

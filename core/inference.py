@@ -16,7 +16,10 @@ from torch import nn
 def for_inference(model: nn.Module, temperature: float = 1.0) -> nn.Module:
     """A copy of `model` for prediction only, in eval mode and channels-last: the calibration
     temperature folded into the heads, each batch normalisation into the convolution before it.
-    The original stays trainable."""
+    The original stays trainable. An ONNX model (core.onnx_model) gets only the temperature:
+    ONNX Runtime fuses the rest itself."""
+    if hasattr(model, "with_temperature"):
+        return model.with_temperature(temperature)
     model = copy.deepcopy(model).eval()
     fold_temperature(model, temperature)
     fold_batchnorm(model)

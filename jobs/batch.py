@@ -18,11 +18,12 @@ import sys
 from pathlib import Path
 
 from core.batch import InputError, Interrupted, new_run_id
-from core.checkpoint import CheckpointError, load_checkpoint, with_model_settings
+from core.checkpoint import CheckpointError, load_model, with_model_settings
 from core.files import read_number
 from core.lock import Locked, exclusive_lock
 from core.logs import setup_logging
 from core.night import night
+from core.onnx_model import is_onnx_path
 from core.progress import no_progress, progress
 from core.run_record import Thresholds
 from core.run_state import ResumeError
@@ -41,7 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--run-id", default=None,
                    help="name of this run's folder (default: UTC timestamp, e.g. 20261124T020000Z)")
     p.add_argument("--model", default=str(DEFAULT_MODEL),
-                   help="checkpoint to use (default: the bundled models/default.pt)")
+                   help="checkpoint to use, or an ONNX file exported from one (python -m "
+                        "jobs.export), read with ONNX Runtime (default: the bundled "
+                        "models/default.pt)")
     p.add_argument("-b", "--batch-size", type=int, default=None,
                    help="images per batch (default: runtime.batch_size)")
     p.add_argument("--resume", action="store_true",
@@ -70,9 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = job_config(args, {"runtime.batch_size": args.batch_size,
                             "runtime.device": args.device, "runtime.workers": args.workers})
     input_dir, root = Path(args.input), Path(args.output)
-    device = job_device(cfg)
+    device = job_device(cfg, onnx=is_onnx_path(args.model))
     try:
-        ckpt = load_checkpoint(args.model, labels=cfg.labels, image=cfg.image, device=device)
+        ckpt = load_model(args.model, labels=cfg.labels, image=cfg.image, device=device)
     except (ValueError, CheckpointError) as exc:
         fail(str(exc))
     cfg = with_model_settings(cfg, ckpt)   # the checkpoint says what it reads

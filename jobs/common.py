@@ -63,7 +63,7 @@ def job_config(args: argparse.Namespace, overrides: dict[str, Any]) -> Config:
         fail(str(exc))
 
 
-def job_device(cfg: Config, share: bool = True) -> torch.device:
+def job_device(cfg: Config, share: bool = True, onnx: bool = False) -> torch.device:
     """The device the settings ask for (exit 2 if it is not there). On CPU with share=True
     (prediction, where the workers decode and predict) the main process's torch gets the cores
     the workers leave free; training, where the backward pass dominates, keeps them all
