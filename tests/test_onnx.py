@@ -1,7 +1,9 @@
 """ONNX export and ONNX Runtime reading: every architecture, the metadata, the runner with a
 .onnx model, and the refusals."""
 import dataclasses
+import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -241,3 +243,30 @@ def test_the_readmes_ten_lines_read_as_the_runner_does(tmp_path, captcha_dir, cf
         assert expected == [p.name.split("_")[0] for p in paths]
     else:                      # not vacuous: blanks and repeats were there to drop and merge
         assert min(map(len, expected)) > 1
+
+
+@pytest.mark.slow
+def test_an_onnx_run_killed_then_resumed_has_the_rows_of_an_uninterrupted_one(tmp_path,
+                                                                             captcha_dir, model):
+    from tests.test_cron import SLOW, _same_results, _start, _wait_for_commits
+
+    exported = tmp_path / "m.onnx"
+    export_onnx(load_checkpoint(model), exported)
+    folder, root = tmp_path / "in", tmp_path / "runs"
+    folder.mkdir()
+    files = sorted(captcha_dir.iterdir())
+    for i in range(1500):
+        os.link(files[i % len(files)], folder / f"{i:05d}_{files[i % len(files)].name}")
+    (folder / "00700_empty.png").write_bytes(b"")
+    proc = run_batch("--input", folder, "--output", tmp_path / "reference", "--model", exported,
+                     "--run-id", "full", *SLOW)
+    assert proc.returncode == 0, proc.stderr
+    proc = _start(folder, root, exported, "cut")
+    _wait_for_commits(proc, root / "cut", 300)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc = run_batch("--input", folder, "--output", root, "--model", exported, "--run-id", "cut",
+                     "--resume", *SLOW)
+    assert proc.returncode == 0, proc.stderr
+    _same_results(root / "cut", tmp_path / "reference" / "full")
+    assert read_csv(root / "cut" / "summary.csv")[0]["attempts"] == "2"
