@@ -44,3 +44,27 @@ def test_training_on_cuda_with_augmentation_gives_a_checkpoint_the_cpu_loads(cap
     ckpt = load_checkpoint(out, device=torch.device("cpu"))
     assert ckpt.arch == load_checkpoint(BUNDLED).arch
     assert all(not p.is_cuda for p in ckpt.model.parameters())
+
+
+def test_an_onnx_model_on_cuda_reads_as_on_the_cpu(captcha_dir, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime has no CUDA execution provider (onnxruntime-gpu)")
+    exported = tmp_path / "d.onnx"
+    proc = subprocess.run([sys.executable, "-m", "jobs.export", "--model", str(BUNDLED),
+                           "--output", str(exported)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = {}
+    for device in ("cpu", "cuda"):
+        proc = run_batch("--input", captcha_dir, "--output", tmp_path / device, "--run-id", "r",
+                         "--device", device, "--model", exported, "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        rows[device] = read_csv(tmp_path / device / "r" / "predictions.csv")
+    # ONNX Runtime's CUDA convolutions may use TF32: a confidence may move a little, and at
+    # most a near tie flip
+    cpu, cuda = rows["cpu"], rows["cuda"]
+    assert sum(a["prediction"] == b["prediction"] for a, b in zip(cpu, cuda)) >= len(cpu) - 1
+    for a, b in zip(cpu, cuda):
+        if a["prediction"] == b["prediction"]:
+            assert abs(float(a["confidence"]) - float(b["confidence"])) < 0.02
