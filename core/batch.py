@@ -51,8 +51,9 @@ class InputError(ValueError):
 class Interrupted(Exception):
     """A stop signal arrived; everything up to the last batch is committed and resumable."""
 
-    def __init__(self, signum: int, rows: int, files: int):
-        super().__init__(f"stopped by {signal.Signals(signum).name} after {rows} of {files} files")
+    def __init__(self, signum: int, rows: int, files: int, why: str = ""):
+        super().__init__(f"stopped by {why or signal.Signals(signum).name} after {rows} of "
+                         f"{files} files")
         self.signum = signum
 
 
@@ -97,7 +98,8 @@ def _probability(x: float) -> str:
 
 def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
               device: torch.device, progress: Callable = no_progress, resume: bool = False,
-              stop: Callable[[], int] = lambda: 0, only_new: bool = False) -> dict:
+              stop: Callable[[], int] = lambda: 0, only_new: bool = False,
+              cluster=None) -> dict:
     """Predict every file under input_dir into run_dir; returns the summary row as a dict.
 
     Rows are committed every cfg.runtime.commit_batches batches (a part file, then the
@@ -105,7 +107,9 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
     goes on from its last commit and ends with the same files as an uninterrupted one. `stop()`
     is polled after each batch: a signal number there commits and raises Interrupted.
     only_new: files unchanged since the last completed run of run_dir's root (same path, size
-    and modification time; same input, model and configuration) keep that run's rows."""
+    and modification time; same input, model and configuration) keep that run's rows.
+    cluster: a Dask client (core.cluster) whose workers read the files, a shard at a time,
+    each shard committed whole; if the cluster goes away the run stops as for SIGTERM."""
     clock = time.monotonic()
     items, unlistable = list_inputs(input_dir, cfg)
     run_dir.mkdir(parents=True, exist_ok=True)  # the job makes it, unique, under the lock
@@ -127,20 +131,34 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
     todo_indices = [i for i in range(state.rows, len(items)) if items[i].path not in carry]
     dataset = CaptchaDataset(input_dir, items, ckpt.codec, ckpt.image, cfg.runtime.fast_png)
     model = for_inference(ckpt.model, ckpt.temperature)
-    loader = make_loader(Subset(dataset, todo_indices), cfg.runtime.batch_size,
-                         cfg.runtime.workers, device, predict_with=model)
-    workers_do = ("decoding and predicting" if isinstance(loader.dataset, PredictingDataset)
-                  else "decoding") if loader.num_workers else "the main process decodes"
-    log.info("run %s: %d files under %s%s%s; model %s (%s, %s, sha256 %s); device %s, "
-             "batch %d, %d workers (%s), %d torch threads", run_dir.name, len(items), input_dir,
+    if cluster is None:
+        loader = make_loader(Subset(dataset, todo_indices), cfg.runtime.batch_size,
+                             cfg.runtime.workers, device, predict_with=model)
+        workers_do = ("decoding and predicting" if isinstance(loader.dataset, PredictingDataset)
+                      else "decoding") if loader.num_workers else "the main process decodes"
+        where = (f"batch {loader.batch_size}, {loader.num_workers} workers ({workers_do}), "
+                 f"{torch.get_num_threads()} torch threads")
+        batch_size, commit_batches = loader.batch_size, cfg.runtime.commit_batches
+    else:
+        from .cluster import ShardBatches
+        loader = ShardBatches(cluster, ckpt, input_dir, items, todo_indices, cfg)
+        where = (f"Dask cluster {cluster.scheduler.address}, "
+                 f"{len(cluster.scheduler_info().get('workers', {}))} workers, shards of "
+                 f"{loader.shard_files} files, runtime.device {cfg.runtime.device} and "
+                 f"batch_size {loader.batch_size} on the workers")
+        batch_size, commit_batches = loader.shard_files, 1    # each shard committed whole
+    log.info("run %s: %d files under %s%s%s; model %s (%s, %s, sha256 %s); device %s, %s",
+             run_dir.name, len(items), input_dir,
              f", resuming after {state.rows}" if state.rows else "",
              f", {len(carry)} unchanged since run {state.carried_from}" if state.carried_from
-             else "", ckpt.path, ckpt.arch, ckpt.engine, ckpt.sha256, device,
-             loader.batch_size, loader.num_workers, workers_do, torch.get_num_threads())
-    rows = _Rows(run_dir, state, items, carry, ckpt.labels.max_length,
-                 cfg.runtime.commit_batches, loader.batch_size, stop, clock)
+             else "", ckpt.path, ckpt.arch, ckpt.engine, ckpt.sha256, device, where)
+    rows = _Rows(run_dir, state, items, carry, ckpt.labels.max_length, commit_batches,
+                 batch_size, stop, clock)
     evaluate(model, loader, ckpt.codec, device, on_batch=rows.on_batch, progress=progress,
              desc="predict", metrics=rows.metrics)
+    if getattr(loader, "lost", ""):
+        rows.commit()
+        raise Interrupted(signal.SIGTERM, state.rows, len(items), why=loader.lost)
     rows.carry_until(len(items))
     rows.commit()
     return _finish(run_dir, input_dir, items, ckpt, cfg, device, state, rows.metrics)

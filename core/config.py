@@ -146,6 +146,7 @@ class RuntimeConfig:
     batch_size: int = -1
     workers: int = -1
     commit_batches: int = 32
+    shard_files: int = 1024       # run_batch --cluster: files per task (one commit each)
     in_memory: bool | str = AUTO  # training holds the decoded images: true, false, auto (if they fit)
     fast_png: bool = True         # PNG image data inflated by core.images' checked fast path
 
@@ -340,6 +341,7 @@ def _check_values(cfg: Config, sources: Mapping[str, str]) -> None:
              ("train.max_samples", cfg.train.max_samples),
              ("train.batch_size", cfg.train.batch_size),
              ("runtime.commit_batches", cfg.runtime.commit_batches),
+             ("runtime.shard_files", cfg.runtime.shard_files),
              ("review.calibration_bins", cfg.review.calibration_bins),
              ("generate.height", cfg.generate.height), ("generate.width", cfg.generate.width)]
     sizes += [(f"image.{k}", getattr(cfg.image, k)) for k in ("height", "width")

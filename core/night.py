@@ -31,7 +31,7 @@ log = logging.getLogger("run_batch")
 
 def night(root: Path, run_id: str, input_dir: Path, ckpt: Checkpoint, cfg: Config,
           device: torch.device, limits: Thresholds, resume: bool = False, only_new: bool = False,
-          progress: Callable = no_progress) -> tuple[dict, list[str]]:
+          progress: Callable = no_progress, cluster=None) -> tuple[dict, list[str]]:
     """The run's summary row and its quality alerts (one line each, also logged). Raises
     InputError (nothing read; a run folder it made is removed), ResumeError (cannot resume or
     start as asked) and Interrupted (stopped by a signal; everything committed)."""
@@ -52,7 +52,8 @@ def night(root: Path, run_id: str, input_dir: Path, ckpt: Checkpoint, cfg: Confi
     with log_to_file(run_dir / "run.log"), StopSignals() as stop:
         try:
             summary = run_batch(input_dir, run_dir, ckpt, cfg, device, resume=resume,
-                                progress=progress, stop=stop.get, only_new=only_new)
+                                progress=progress, stop=stop.get, only_new=only_new,
+                                cluster=cluster)
         except InputError:
             if created:
                 shutil.rmtree(run_dir)  # nothing was read; leave no run behind

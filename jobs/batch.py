@@ -13,9 +13,12 @@ stderr says which); 3 a quality alert (all files written first); 4 another run h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 from pathlib import Path
+
+import torch
 
 from core.batch import InputError, Interrupted, new_run_id
 from core.checkpoint import CheckpointError, load_model, with_model_settings
@@ -53,6 +56,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only-new", action="store_true",
                    help="predict only files that are new or changed since the last completed run "
                         "(path, size, modification time); carry the other rows over")
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="read on a Dask cluster: a scheduler's address (tcp://host:8786), or "
+                        "local:N for N worker processes on this machine; the input and the "
+                        "model must be at the same paths on every worker (docs/cluster.md)")
     p.add_argument("--quiet", action="store_true",
                    help="for cron: only warnings and the one-line summary (run.log has it all)")
     p.add_argument("--min-accuracy", type=fraction, default=None, metavar="X",
@@ -73,7 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     cfg = job_config(args, {"runtime.batch_size": args.batch_size,
                             "runtime.device": args.device, "runtime.workers": args.workers})
     input_dir, root = Path(args.input), Path(args.output)
-    device = job_device(cfg, onnx=is_onnx_path(args.model))
+    # on a cluster the workers predict, on the device runtime.device names there (core.cluster);
+    # this process only scores and writes, on the CPU
+    device = (job_device(cfg, onnx=is_onnx_path(args.model)) if args.cluster is None
+              else torch.device("cpu"))
     try:
         ckpt = load_model(args.model, labels=cfg.labels, image=cfg.image, device=device)
     except (ValueError, CheckpointError) as exc:
@@ -84,11 +94,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume and not args.run_id:
         fail("--resume needs the --run-id of the run to continue")
     try:
-        with exclusive_lock(root):
+        with exclusive_lock(root), _cluster(args.cluster) as cluster:
             run_id = args.run_id or new_run_id(root)
             summary, alerts = night(root, run_id, input_dir, ckpt, cfg, device, limits,
                                     resume=args.resume, only_new=args.only_new,
-                                    progress=no_progress if args.quiet else progress)
+                                    progress=no_progress if args.quiet else progress,
+                                    cluster=cluster)
     except Locked as exc:
         print(f"locked: {exc}", file=sys.stderr)
         sys.exit(EXIT_LOCKED)
@@ -99,6 +110,20 @@ def main(argv: list[str] | None = None) -> None:
     _report(summary, root / summary["run_id"], args.quiet)
     if alerts:
         sys.exit(EXIT_ALERT)
+
+
+@contextlib.contextmanager
+def _cluster(address: str | None):
+    """The Dask client --cluster asks for (None without it: Dask is not imported)."""
+    if address is None:
+        yield None
+        return
+    from core.cluster import ClusterError, connect
+    try:
+        with connect(address) as client:
+            yield client
+    except ClusterError as exc:
+        fail(str(exc))
 
 
 def _report(s: dict, run_dir: Path, quiet: bool) -> None:

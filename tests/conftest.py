@@ -25,6 +25,19 @@ def run_batch(*args, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def linked_folder(folder: Path, source: Path, files: int) -> Path:
+    """`files` files in `folder`: hard links to `source`'s, named NNNNN_NAME (in order, so their
+    input order is known), two of them bad (an empty file and a text file), at a third and two
+    thirds of the way."""
+    folder.mkdir(exist_ok=True)
+    sources = sorted(source.iterdir())
+    for i in range(files - 2):
+        os.link(sources[i % len(sources)], folder / f"{i:05d}_{sources[i % len(sources)].name}")
+    (folder / f"{files // 3:05d}_empty.png").write_bytes(b"")
+    (folder / f"{2 * files // 3:05d}_text.png").write_text("no image")
+    return folder
+
+
 def refuse_to_list(monkeypatch, name: str) -> None:
     """Make every folder called `name` unlistable, as a folder without read permission is
     (tests run as root here, for whom chmod takes nothing away)."""

@@ -16,7 +16,7 @@ from core.run_record import Thresholds, quality_alerts
 from core.checkpoint import save_checkpoint
 from core.labels import build_codec
 from core.models import ModelSpec, build_model
-from tests.conftest import ROOT, read_csv, run_batch
+from tests.conftest import ROOT, linked_folder, read_csv, run_batch
 
 pytestmark = pytest.mark.slow   # jobs run end to end, models trained: pytest -m 'not slow' skips it
 
@@ -202,12 +202,7 @@ RESUME_FILES = 4000
 def many(tmp_path_factory, captcha_dir, model):
     """A few thousand files (hard links to the generated captchas, plus two bad ones) and an
     uninterrupted run over them to compare with."""
-    folder = tmp_path_factory.mktemp("many")
-    files = sorted(captcha_dir.iterdir())
-    for i in range(RESUME_FILES - 2):
-        os.link(files[i % len(files)], folder / f"{i:05d}_{files[i % len(files)].name}")
-    (folder / "02000_empty.png").write_bytes(b"")
-    (folder / "03000_text.png").write_text("no image")
+    folder = linked_folder(tmp_path_factory.mktemp("many"), captcha_dir, RESUME_FILES)
     root = tmp_path_factory.mktemp("reference")
     proc = run_batch("--input", folder, "--output", root, "--model", model, "--run-id", "full",
                      *SLOW)

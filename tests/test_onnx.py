@@ -1,7 +1,6 @@
 """ONNX export and ONNX Runtime reading: every architecture, the metadata, the runner with a
 .onnx model, and the refusals."""
 import dataclasses
-import os
 import shutil
 import signal
 import subprocess
@@ -22,7 +21,7 @@ from core.labels import build_codec
 from core.models import ModelSpec, available_models, build_model, codec_kind
 from core.onnx_model import (FORMAT_VERSION, METADATA_KEYS, PREFIX, export_onnx, load_onnx,
                              onnx_providers)
-from tests.conftest import ROOT, read_csv, run_batch
+from tests.conftest import ROOT, linked_folder, read_csv, run_batch
 
 BUNDLED = ROOT / "models" / "default.pt"
 
@@ -252,12 +251,7 @@ def test_an_onnx_run_killed_then_resumed_has_the_rows_of_an_uninterrupted_one(tm
 
     exported = tmp_path / "m.onnx"
     export_onnx(load_checkpoint(model), exported)
-    folder, root = tmp_path / "in", tmp_path / "runs"
-    folder.mkdir()
-    files = sorted(captcha_dir.iterdir())
-    for i in range(1500):
-        os.link(files[i % len(files)], folder / f"{i:05d}_{files[i % len(files)].name}")
-    (folder / "00700_empty.png").write_bytes(b"")
+    folder, root = linked_folder(tmp_path / "in", captcha_dir, 1500), tmp_path / "runs"
     proc = run_batch("--input", folder, "--output", tmp_path / "reference", "--model", exported,
                      "--run-id", "full", *SLOW)
     assert proc.returncode == 0, proc.stderr
