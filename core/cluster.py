@@ -131,9 +131,11 @@ class ShardBatches:
                 try:
                     batch = future.result()
                 except lost as exc:
-                    self.lost = (f"the cluster went away ({type(exc).__name__}: "
+                    self.lost = (f"the loss of the cluster ({type(exc).__name__}: "
                                  f"{str(exc).splitlines()[0][:160] if str(exc) else ''})")
                     return
+                except CheckpointError as exc:    # a worker without the driver's model
+                    raise ClusterError(f"on the cluster: {exc}") from None
                 submit()
                 yield _as_tensors(batch, shard)
         finally:

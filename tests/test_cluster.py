@@ -130,7 +130,7 @@ def test_a_cluster_that_goes_away_stops_the_run_as_sigterm_does(tmp_path, folder
         c.close()
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
-    assert "the cluster went away" in err and "--resume --run-id gone" in err
+    assert "stopped by the loss of the cluster" in err and "--resume --run-id gone" in err
     proc = run_batch("--input", data, "--output", tmp_path, "--model", model, "--run-id", "gone",
                      "--config", config, "--resume", *SHARDS)      # resumed without a cluster
     assert proc.returncode == 0, proc.stderr
@@ -174,3 +174,30 @@ def test_a_worker_refuses_a_model_that_is_not_the_drivers(tmp_path, captcha_dir,
                image=ckpt.image, fast_png=True, batch_size=2, device="cpu")
     with pytest.raises(CheckpointError, match="is not the driver's model"):
         read_shard(job, scan_folder(captcha_dir, ckpt.labels)[:2])
+
+
+def test_a_worker_without_the_drivers_model_stops_the_run_with_one_line(captcha_dir, model,
+                                                                        cfg):
+    from core.checkpoint import CheckpointError, load_checkpoint
+    from core.cluster import ClusterError, ShardBatches
+    from core.data import scan_folder
+
+    class Refused:      # what a future gives back when read_shard refused the model
+        def result(self):
+            raise CheckpointError("m.pt on worker tcp://w:1 is not the driver's model")
+
+        def cancel(self):
+            pass
+
+    class Client:
+        def scheduler_info(self):
+            return {"workers": {"tcp://w:1": {}}}
+
+        def submit(self, *args, **kwargs):
+            return Refused()
+
+    ckpt = load_checkpoint(model)
+    items = scan_folder(captcha_dir, ckpt.labels)
+    batches = ShardBatches(Client(), ckpt, captcha_dir, items, list(range(len(items))), cfg)
+    with pytest.raises(ClusterError, match="on the cluster: .*not the driver's model"):
+        list(batches)
