@@ -201,3 +201,13 @@ def test_a_worker_without_the_drivers_model_stops_the_run_with_one_line(captcha_
     batches = ShardBatches(Client(), ckpt, captcha_dir, items, list(range(len(items))), cfg)
     with pytest.raises(ClusterError, match="on the cluster: .*not the driver's model"):
         list(batches)
+
+
+def test_without_cluster_dask_is_not_imported(tmp_path):
+    code = ("import sys; from jobs.batch import main; "
+            f"main(['--input', 'samples', '--output', {str(tmp_path)!r}, '--quiet']); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
