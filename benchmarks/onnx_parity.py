@@ -4,7 +4,7 @@
 
 Exports --model to ONNX (into a temporary file, unless --onnx names one exported already),
 decodes the folder's images once with the runner's dataset, and runs both models on every
-batch as the runner prepares them (calibrated; core.inference.for_inference). Prints one
+batch as the runner prepares them (calibrated; core.onnx_model.paired_logits). Prints one
 Markdown row: images, readings that differ, the largest logit and confidence differences, and
 each engine's whole-captcha accuracy where the names carry labels.
 """
@@ -23,8 +23,7 @@ sys.path.insert(0, str(ROOT))
 from core.checkpoint import load_checkpoint, with_model_settings  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.data import CaptchaDataset, make_loader, scan_folder  # noqa: E402
-from core.inference import for_inference  # noqa: E402
-from core.onnx_model import export_onnx, load_onnx  # noqa: E402
+from core.onnx_model import export_onnx, load_onnx, paired_logits  # noqa: E402
 from core.runtime import cpu_name  # noqa: E402
 
 
@@ -44,8 +43,7 @@ def main() -> None:
         if not args.onnx:
             export_onnx(ckpt, path)
         onnx = load_onnx(path)
-        engines = {"PyTorch": for_inference(ckpt.model, ckpt.temperature),
-                   "ONNX Runtime": for_inference(onnx.model, onnx.temperature)}
+        engines = ("PyTorch", "ONNX Runtime")
         items = scan_folder(args.input, cfg.labels)[:args.limit]
         loader = make_loader(CaptchaDataset(args.input, items, ckpt.codec, ckpt.image), 64, -1,
                              torch.device("cpu"))
@@ -59,7 +57,7 @@ def main() -> None:
                 if not ok.any():
                     continue
                 images = batch["image"][ok]
-                logits = {name: model(images).float() for name, model in engines.items()}
+                logits = dict(zip(engines, paired_logits(ckpt, onnx, images)))
                 decoded = {name: ckpt.codec.decode(x) for name, x in logits.items()}
                 a, b = decoded.values()
                 read += len(images)

@@ -16,7 +16,6 @@ model is refused with a line naming that file.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import io
@@ -32,6 +31,7 @@ from torch import nn
 from .checkpoint import Checkpoint, CheckpointError, check_expected
 from .config import ImageConfig, LabelConfig
 from .files import atomic_write
+from .inference import for_inference
 from .labels import build_codec
 from .models import MaxPool2x2, codec_kind
 
@@ -64,10 +64,7 @@ def export_onnx(ckpt: Checkpoint, path: str | Path) -> dict[str, str]:
     sequence models, which read any width), with its description as metadata; checked with
     onnx.checker before it replaces `path`. Returns the metadata written."""
     onnx = _import("onnx")
-    from .inference import fold_batchnorm
-
     model = _exportable(ckpt.model)
-    fold_batchnorm(model)
     sequence = ckpt.codec.kind == "ctc"
     dynamic = {INPUT: {0: "batch", **({3: "width"} if sequence else {})},
                OUTPUT: {0: "batch", **({1: "frames"} if sequence else {})}}
@@ -103,10 +100,11 @@ def export_onnx(ckpt: Checkpoint, path: str | Path) -> dict[str, str]:
 
 
 def _exportable(model: nn.Module) -> nn.Module:
-    """A copy of `model` in eval mode on the CPU, with PyTorch's pooling in place of
-    MaxPool2x2 (the same values; its strided views do not trace), in the standard memory
-    format (ONNX has no other)."""
-    model = copy.deepcopy(model).cpu().eval().to(memory_format=torch.contiguous_format)
+    """The model as the runner predicts with it (core.inference.for_inference, batch norm
+    folded; the temperature left to the metadata), on the CPU in the standard memory format
+    (ONNX has no other), with PyTorch's pooling in place of MaxPool2x2 (the same values; its
+    strided views do not trace)."""
+    model = for_inference(model).cpu().to(memory_format=torch.contiguous_format)
     for module in list(model.modules()):
         for name, child in module.named_children():
             if isinstance(child, MaxPool2x2):
@@ -140,21 +138,22 @@ class OnnxModel(nn.Module):
     divided by `temperature`, on the device the images came from. The ONNX Runtime session
     is made in the process that first predicts, with as many threads as torch has there (a
     loader worker: one): one made before the DataLoader forks would be copied, thread pool
-    and all, into every worker."""
+    and all, into every worker. Copies made by with_temperature share the sessions."""
 
     def __init__(self, data: bytes, temperature: float = 1.0,
-                 providers: tuple = ("CPUExecutionProvider",)):
+                 providers: tuple = ("CPUExecutionProvider",), sessions: dict | None = None):
         super().__init__()
         self.data, self.temperature, self.providers = data, float(temperature), providers
-        self._session, self._pid = None, None
+        self._sessions = {} if sessions is None else sessions    # by process id
 
     def with_temperature(self, temperature: float) -> "OnnxModel":
-        return OnnxModel(self.data, temperature, self.providers)
+        return OnnxModel(self.data, temperature, self.providers, self._sessions)
 
     def session(self):
-        if self._session is None or self._pid != os.getpid():
-            self._session, self._pid = make_session(self.data, self.providers), os.getpid()
-        return self._session
+        pid = os.getpid()
+        if pid not in self._sessions:
+            self._sessions[pid] = make_session(self.data, self.providers)
+        return self._sessions[pid]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         pixels = images.detach().to("cpu", torch.uint8).contiguous().numpy()
@@ -164,22 +163,23 @@ class OnnxModel(nn.Module):
         return logits.to(images.device)
 
     def __getstate__(self) -> dict[str, Any]:   # pickled into spawned workers: no session
-        state = self.__dict__.copy()
-        state["_session"], state["_pid"] = None, None
-        return state
+        return {**self.__dict__, "_sessions": {}}
+
+
+def paired_logits(ckpt: Checkpoint, onnx_ckpt: Checkpoint,
+                  images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both models' logits for the same uint8 images, each model prepared as the runner
+    prepares it (core.inference.for_inference: calibrated)."""
+    with torch.inference_mode():
+        return tuple(for_inference(c.model, c.temperature)(images).float()
+                     for c in (ckpt, onnx_ckpt))
 
 
 def compare_outputs(ckpt: Checkpoint, onnx_ckpt: Checkpoint,
                     images: torch.Tensor) -> tuple[float, int]:
-    """Both models on the same uint8 images, each as the runner prepares it
-    (core.inference.for_inference, calibrated): the largest difference between their logits,
-    and how many images they read the same."""
-    from .inference import for_inference
-
-    outputs = []
-    with torch.inference_mode():
-        for c in (ckpt, onnx_ckpt):
-            outputs.append(for_inference(c.model, c.temperature)(images).float())
+    """The largest difference between the two models' logits (paired_logits) for `images`,
+    and how many of them they read the same."""
+    outputs = paired_logits(ckpt, onnx_ckpt, images)
     texts = [ckpt.codec.decode(logits).texts for logits in outputs]
     same = sum(a == b for a, b in zip(*texts))
     return (outputs[0] - outputs[1]).abs().max().item(), same

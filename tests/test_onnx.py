@@ -16,11 +16,10 @@ pytest.importorskip("onnxruntime", reason="ONNX tests need pip install -r requir
 from core.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from core.config import ImageConfig, LabelConfig
 from core.images import read_image
-from core.inference import for_inference
 from core.labels import build_codec
 from core.models import ModelSpec, available_models, build_model, codec_kind
 from core.onnx_model import (FORMAT_VERSION, METADATA_KEYS, PREFIX, export_onnx, load_onnx,
-                             onnx_providers)
+                             onnx_providers, paired_logits)
 from tests.conftest import ROOT, linked_folder, read_csv, run_batch
 
 BUNDLED = ROOT / "models" / "default.pt"
@@ -46,12 +45,6 @@ def _images(folder, image, count):
     return torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
 
 
-def _both(ckpt, onnx_ckpt, images):
-    with torch.inference_mode():
-        return (for_inference(ckpt.model, ckpt.temperature)(images).float(),
-                for_inference(onnx_ckpt.model, onnx_ckpt.temperature)(images).float())
-
-
 def _same_classes_where_clear(expected, got, tolerance):
     """Every position's (frame's or head's) best class agrees wherever PyTorch's leads the next
     by more than the engines may differ (a near tie may go either way)."""
@@ -69,14 +62,14 @@ def test_every_architecture_reads_in_onnx_runtime_as_in_pytorch(tmp_path, captch
     onnx_ckpt = load_onnx(tmp_path / "m.onnx")
     images = _images(captcha_dir, cfg.image, 12)
     for batch in (images[:1], images[1:4], images):    # any batch size
-        expected, got = _both(ckpt, onnx_ckpt, batch)
+        expected, got = paired_logits(ckpt, onnx_ckpt, batch)
         assert got.shape == expected.shape
         tolerance = 1e-4 * max(1.0, expected.abs().max().item())
         assert (expected - got).abs().max().item() < tolerance
         _same_classes_where_clear(expected, got, tolerance)
     if ckpt.codec.kind == "ctc":    # sequence models read any width: so does their export
         wider = torch.cat([images, images[..., :64]], dim=3)
-        expected, got = _both(ckpt, onnx_ckpt, wider)
+        expected, got = paired_logits(ckpt, onnx_ckpt, wider)
         assert got.shape == expected.shape and got.shape[1] > ckpt.model(images[:1]).shape[1]
         assert (expected - got).abs().max().item() < 1e-4 * max(1.0, expected.abs().max().item())
 
@@ -84,8 +77,8 @@ def test_every_architecture_reads_in_onnx_runtime_as_in_pytorch(tmp_path, captch
 def test_the_bundled_model_reads_the_same_captchas_through_onnx(tmp_path, captcha_dir):
     ckpt = load_checkpoint(BUNDLED)
     export_onnx(ckpt, tmp_path / "d.onnx")
-    expected, got = _both(ckpt, load_onnx(tmp_path / "d.onnx"), _images(captcha_dir, ckpt.image,
-                                                                        48))
+    images = _images(captcha_dir, ckpt.image, 48)
+    expected, got = paired_logits(ckpt, load_onnx(tmp_path / "d.onnx"), images)
     assert (expected - got).abs().max().item() < 1e-3
     assert ckpt.codec.decode(expected).texts == ckpt.codec.decode(got).texts
 
@@ -231,7 +224,7 @@ def test_the_readmes_ten_lines_read_as_the_runner_does(tmp_path, captcha_dir, cf
     (tmp_path / "read.py").write_text(example)
     export_onnx(ckpt, tmp_path / "m.onnx")
     paths = sorted(captcha_dir.iterdir())[:4]
-    expected = ckpt.codec.decode(_both(ckpt, load_onnx(tmp_path / "m.onnx"),
+    expected = ckpt.codec.decode(paired_logits(ckpt, load_onnx(tmp_path / "m.onnx"),
                                        _images(captcha_dir, cfg.image, 4))[0]).texts
     for path, text in zip(paths, expected):
         proc = subprocess.run([sys.executable, str(tmp_path / "read.py"), str(tmp_path / "m.onnx"),
