@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, NoReturn
-
-import torch
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from core.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from core.runtime import keep_freed_memory, resolve_device, share_cores
+
+if TYPE_CHECKING:   # torch takes ~3 s to import: jobs.generate, which never needs it, is spared
+    import torch
 
 EXIT_USAGE = 2    # bad usage, configuration, input folder or model
 EXIT_ALERT = 3    # the run finished and wrote everything, but a quality threshold was breached

@@ -195,7 +195,7 @@ def test_quiet_prints_one_line_and_run_log_has_utc_lines(tmp_path, small_dir, mo
 
 # --- crash, stop and resume -------------------------------------------------------------------
 
-RESUME_FILES = 4000
+RESUME_FILES = 2000
 
 
 @pytest.fixture(scope="module")

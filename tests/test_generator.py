@@ -292,3 +292,16 @@ def test_generator_workers_start_without_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_generate_job_does_not_import_torch(tmp_path):
+    # Drawing captchas needs no network: the job starts in under a second instead of the
+    # three torch's import takes (cron generates test sets; the tests start it many times).
+    code = ("import sys; from jobs.generate import main; "
+            f"main(['--output', {str(tmp_path / 'out')!r}, '--count', '2', '--workers', '1']); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert len(list((tmp_path / "out").iterdir())) == 2
