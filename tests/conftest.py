@@ -1,3 +1,4 @@
+import ast
 import csv
 import dataclasses
 import logging
@@ -23,6 +24,16 @@ def run_batch(*args, timeout=300):
     """run_batch.py as cron runs it, in a child process."""
     return subprocess.run([sys.executable, str(ROOT / "run_batch.py"), *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def imported_by(code: str, *packages: str) -> list[str]:
+    """The modules of `packages` that `code` leaves loaded, run in a fresh Python process from
+    the repository root (what a job or a worker process starts with)."""
+    code += f"; import sys; print(sorted(m for m in sys.modules if m.split('.')[0] in {packages!r}))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return ast.literal_eval(proc.stdout.strip().splitlines()[-1])
 
 
 def linked_folder(folder: Path, source: Path, files: int) -> Path:

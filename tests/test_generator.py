@@ -14,7 +14,7 @@ from core.generator import (file_name, generate_folder, generate_one, plant_wron
                             random_label, text_layers)
 from core.images import read_image
 from core.labels import parse_label
-from tests.conftest import ROOT
+from tests.conftest import ROOT, imported_by
 
 
 def digests(folder):
@@ -288,20 +288,13 @@ def test_glyphs_are_never_cut(cfg, monkeypatch):
 def test_generator_workers_start_without_torch():
     """jobs.generate's worker processes import core.generator only; torch (~2 s per process
     on the reference box) must not come with it."""
-    code = "import sys, core.generator; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.strip() == "False"
+    assert imported_by("import core.generator", "torch") == []
 
 
 def test_the_generate_job_does_not_import_torch(tmp_path):
     # Drawing captchas needs no network: the job starts in under a second instead of the
     # three torch's import takes (cron generates test sets; the tests start it many times).
-    code = ("import sys; from jobs.generate import main; "
-            f"main(['--output', {str(tmp_path / 'out')!r}, '--count', '2', '--workers', '1']); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    code = ("from jobs.generate import main; "
+            f"main(['--output', {str(tmp_path / 'out')!r}, '--count', '2', '--workers', '1'])")
+    assert imported_by(code, "torch") == []
     assert len(list((tmp_path / "out").iterdir())) == 2
