@@ -1,10 +1,16 @@
 import ast
 import csv
 import dataclasses
+import gc
+import importlib
 import logging
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import traceback
+import warnings
 from pathlib import Path
 
 import pytest
@@ -18,12 +24,90 @@ from core.config import Config, load_config  # noqa: E402
 from core.generator import generate_folder  # noqa: E402
 from core.labels import build_codec  # noqa: E402
 from core.models import ModelSpec, build_model  # noqa: E402
+import jobs.batch  # noqa: E402
 
 
-def run_batch(*args, timeout=300):
+def run_batch(*args) -> subprocess.CompletedProcess:
+    """run_batch.py as cron runs it, its exit status and all it printed, in this process
+    (run_main). Tests of what only a process of its own shows (signals, locks, their release by
+    the kernel) start one (run_batch_process)."""
+    return run_main(jobs.batch.main, "run_batch.py", args)
+
+
+def run_job(module: str, *args) -> subprocess.CompletedProcess:
+    """`python -m module args` (jobs.train, jobs.export, ...), in this process (run_main)."""
+    return run_main(importlib.import_module(module).main, module, args)
+
+
+def run_batch_process(*args, timeout=300) -> subprocess.CompletedProcess:
     """run_batch.py as cron runs it, in a child process."""
     return subprocess.run([sys.executable, str(ROOT / "run_batch.py"), *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_main(main, program: str, args) -> subprocess.CompletedProcess:
+    """A job's `main(argv)` as its script runs it, in this process: from the repository root,
+    with `program args` as sys.argv, its exit status as the process's would be (SystemExit's
+    code; 1 and the traceback for an exception) and what it wrote to standard output and error
+    taken at the file descriptors, so C libraries' lines and Python's warnings (shown as a fresh
+    process shows them) count too. A child process would spend ~3 s of each call importing
+    torch. What the job leaves in this process is put back: the working directory, sys.argv,
+    the root logger, signal handlers, the garbage collector's frozen objects (the autouse
+    fixture below restores torch's threads)."""
+    argv = [str(a) for a in args]
+    root = logging.getLogger()
+    saved = os.getcwd(), sys.argv, sys.stdout, sys.stderr, (os.dup(1), os.dup(2)), {
+        sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}, \
+        root.handlers[:], root.level
+    code = 0
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            warnings.catch_warnings():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            os.dup2(out.fileno(), 1)
+            os.dup2(err.fileno(), 2)
+            sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)
+            sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)
+            warnings.resetwarnings()           # a fresh interpreter's filters, shown on stderr
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                             ResourceWarning):
+                warnings.simplefilter("ignore", category)
+            warnings.showwarning = _print_warning
+            os.chdir(ROOT)
+            sys.argv = [program, *argv]
+            main(argv)
+        except SystemExit as exc:
+            if exc.code is None or isinstance(exc.code, int):
+                code = exc.code or 0
+            else:
+                print(exc.code, file=sys.stderr)
+                code = 1
+        except Exception:
+            traceback.print_exc()
+            code = 1
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                if stream not in saved:
+                    stream.close()      # flushed; the descriptor stays (closefd=False)
+            cwd, sys.argv, sys.stdout, sys.stderr, fds, handlers, root.handlers[:], level = saved
+            root.setLevel(level)
+            for fd, copy in zip((1, 2), fds):
+                os.dup2(copy, fd)
+                os.close(copy)
+            os.chdir(cwd)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            gc.unfreeze()
+        texts = []
+        for f in (out, err):
+            f.seek(0)
+            texts.append(f.read().decode("utf-8", "replace"))
+    return subprocess.CompletedProcess([program, *argv], code, *texts)
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None):
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def imported_by(code: str, *packages: str) -> list[str]:

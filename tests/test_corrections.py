@@ -2,8 +2,6 @@
 and the model reads those files as corrected."""
 import csv
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ from core.data import CaptchaDataset, make_loader, scan_folder
 from core.engine import evaluate
 from core.generator import generate_folder
 from core.review import CorrectionsError, read_corrections
-from tests.conftest import ROOT, read_csv, run_batch
+from tests.conftest import ROOT, read_csv, run_batch, run_job
 
 pytestmark = pytest.mark.slow   # jobs run end to end, models trained: pytest -m 'not slow' skips it
 
@@ -64,11 +62,9 @@ def test_fine_tuning_on_corrections_teaches_the_corrected_files(tmp_path, cfg):
     # What is under test is that the corrected labels are what gets trained on, shown by the
     # model reading those very images right afterwards: without augmentation's random changes
     # ten epochs on sixty images are sure to fit them.
-    proc = subprocess.run([sys.executable, "-m", "jobs.train", "--input", str(folder),
-                           "--output", str(tuned), "--init", str(BUNDLED), "--corrections",
-                           str(tmp_path / "corrected.csv"), "--epochs", "10", "--lr", "0.001",
-                           "--workers", "0", "--no-augment"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+    proc = run_job("jobs.train", "--input", folder, "--output", tuned, "--init", BUNDLED,
+                   "--corrections", tmp_path / "corrected.csv", "--epochs", "10", "--lr", "0.001",
+                   "--workers", "0", "--no-augment")
     assert proc.returncode == 0, proc.stderr
     corrected = {r["path"]: r["corrected"] for r in review if r["corrected"]}
     assert f"{len(corrected)} corrected labels from" in proc.stdout

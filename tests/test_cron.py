@@ -16,7 +16,7 @@ from core.run_record import Thresholds, quality_alerts
 from core.checkpoint import save_checkpoint
 from core.labels import build_codec
 from core.models import ModelSpec, build_model
-from tests.conftest import ROOT, linked_folder, read_csv, run_batch
+from tests.conftest import ROOT, linked_folder, read_csv, run_batch, run_batch_process
 
 pytestmark = pytest.mark.slow   # jobs run end to end, models trained: pytest -m 'not slow' skips it
 
@@ -181,9 +181,10 @@ def test_quality_alerts_unit():
 
 
 def test_quiet_prints_one_line_and_run_log_has_utc_lines(tmp_path, small_dir, model):
+    # what cron mails is the whole process's output, interpreter start and exit included
     root = tmp_path / "runs"
-    proc = run_batch("--input", small_dir, "--output", root, "--model", model, "--run-id", "q",
-                     "--quiet")
+    proc = run_batch_process("--input", small_dir, "--output", root, "--model", model,
+                             "--run-id", "q", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("\n") == 1 and str(root / "q") in proc.stdout
     assert proc.stderr == ""

@@ -20,7 +20,7 @@ from core.labels import build_codec
 from core.models import ModelSpec, available_models, build_model, codec_kind
 from core.onnx_model import (FORMAT_VERSION, METADATA_KEYS, PREFIX, export_onnx, load_onnx,
                              onnx_providers, paired_logits)
-from tests.conftest import ROOT, linked_folder, read_csv, run_batch
+from tests.conftest import ROOT, linked_folder, read_csv, run_batch, run_job
 
 BUNDLED = ROOT / "models" / "default.pt"
 
@@ -118,9 +118,7 @@ def test_the_runner_writes_the_same_rows_from_the_onnx_file(tmp_path, captcha_di
         shutil.copy(p, data / p.name)
     (data / "ZERO_1.png").write_bytes(b"")
     (data / "notes.png").write_text("not a picture\n")
-    proc = subprocess.run([sys.executable, "-m", "jobs.export", "--model", str(BUNDLED),
-                           "--output", str(tmp_path / "d.onnx")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    proc = run_job("jobs.export", "--model", BUNDLED, "--output", tmp_path / "d.onnx")
     assert proc.returncode == 0, proc.stderr
     assert "8 of 8 readings the same" in proc.stdout
     rows = {}
@@ -191,9 +189,7 @@ def test_cuda_needs_onnx_runtimes_cuda_build(monkeypatch):
 
 
 def test_export_refuses_an_output_that_is_not_onnx(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "jobs.export", "--model", str(BUNDLED),
-                           "--output", str(tmp_path / "m.pt")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    proc = run_job("jobs.export", "--model", BUNDLED, "--output", tmp_path / "m.pt")
     assert proc.returncode == 2 and "must end in .onnx" in proc.stderr
     assert not (tmp_path / "m.pt").exists()
 

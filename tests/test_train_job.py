@@ -16,14 +16,13 @@ from core.fit import EpochResult
 from core.labels import build_codec
 from core.models import ModelSpec, build_model
 from core.training import reads_nothing
-from tests.conftest import ROOT, read_csv
+from tests.conftest import ROOT, read_csv, run_batch, run_job
 
 pytestmark = pytest.mark.slow   # jobs run end to end, models trained: pytest -m 'not slow' skips it
 
 
 def run(*args, ok=True):
-    proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    proc = run_job(*args)
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -175,10 +174,8 @@ def test_zero_config_training_reads_labels_of_any_length_end_to_end(short_labels
     assert (ckpt.image.height, ckpt.image.width) == (48, 144)   # small images scaled up
     # the checkpoint says what it reads: no config, no flags
     runs = tmp_path / "runs"
-    batch = subprocess.run([sys.executable, str(ROOT / "run_batch.py"), "--input",
-                            str(short_labels), "--model", str(model), "--output", str(runs),
-                            "--run-id", "n1", "--quiet"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=600)
+    batch = run_batch("--input", short_labels, "--model", model, "--output", runs,
+                      "--run-id", "n1", "--quiet")
     assert batch.returncode == 0, batch.stderr
     summary = read_csv(runs / "n1" / "summary.csv")[0]
     assert summary["images"] == "168" and summary["errors"] == "0"
