@@ -92,7 +92,8 @@ def _lost_errors() -> tuple[type[BaseException], ...]:
 class ShardBatches:
     """The todo files of a run as batches with logits, in input order, read by the cluster's
     workers: shards of `cfg.runtime.shard_files` files, at most two per worker in flight.
-    After the loop, `lost` says why it ended early ("" when it did not)."""
+    After the loop, `lost` says why it ended early ("" when it did not) and `devices` where
+    the workers read (e.g. {"cpu", "cuda:0"})."""
 
     def __init__(self, client, ckpt: Checkpoint, input_dir: Path, items: list[Item],
                  todo: list[int], cfg: Config):
@@ -105,6 +106,7 @@ class ShardBatches:
                         device=cfg.runtime.device)
         self.items = items
         self.lost = ""
+        self.devices: set[str] = set()      # where the workers read this attempt's shards
 
     def __len__(self) -> int:
         return -(-len(self.todo) // self.shard_files)
@@ -137,6 +139,7 @@ class ShardBatches:
                 except CheckpointError as exc:    # a worker without the driver's model
                     raise ClusterError(f"on the cluster: {exc}") from None
                 submit()
+                self.devices.add(batch["device"])
                 yield _as_tensors(batch, shard)
         finally:
             for _, future in pending:
@@ -198,4 +201,5 @@ def read_shard(job: dict, items: list[Item]) -> dict:
     return {"logits": np.concatenate([p["logits"] for p in parts]),
             "target": np.concatenate([p["target"] for p in parts]),
             "index": np.concatenate([p["index"] for p in parts]),
-            "error": errors, "resized": np.concatenate([p["resized"] for p in parts])}
+            "error": errors, "resized": np.concatenate([p["resized"] for p in parts]),
+            "device": str(device)}

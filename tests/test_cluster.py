@@ -61,6 +61,9 @@ def test_a_local_cluster_gives_the_rows_of_a_local_run(tmp_path, folder, model, 
                      "--config", config, "--cluster", "local:2", *SHARDS)
     assert proc.returncode == 0, proc.stderr
     _same_results(tmp_path / "c", reference)
+    # the device is where the workers read, not this process's
+    assert read_csv(tmp_path / "c" / "summary.csv")[0]["device"] == "dask: cpu"
+    assert read_csv(reference / "summary.csv")[0]["device"] == "cpu"
     log = (tmp_path / "c" / "run.log").read_text()
     assert "Dask cluster" in log and "shards of 8 files" in log
     assert "Nanny" not in log           # Dask's own INFO lines stay out of run.log
@@ -160,6 +163,7 @@ def test_a_file_a_worker_cannot_read_gets_an_error_row_naming_the_worker(tmp_pat
                codec=ckpt.codec, image=ckpt.image, fast_png=True, batch_size=2, device="cpu")
     batch = read_shard(job, items)
     assert batch["logits"].shape[0] == 3 and list(batch["index"]) == [0, 1, 2]
+    assert batch["device"] == "cpu"
     assert batch["error"][0] == batch["error"][2] == ""
     assert batch["error"][1].startswith("unreadable") and "(on worker pid " in batch["error"][1]
 
