@@ -44,7 +44,8 @@ _ITALIC = {"STIXGeneralBol.ttf": "STIXGeneralBolIta.ttf", "STIXGeneral.ttf": "ST
            "DejaVuSerif.ttf": "DejaVuSerif-Italic.ttf", "cmr10.ttf": "cmmi10.ttf"}
 _LOWER = 0.15                       # share of letters drawn in lower case, at the capitals' size
 _LOWER_ITALIC = 0.5                 # share of those in the face's italic
-_CAP_HEIGHT = (0.54, 0.80)          # cap height / image height: the post's box heights, quartiles 24 / 28 / 34 of 46 px
+_CAP_HEIGHT = (0.54, 0.80)          # cap height / image height (the post's box heights:
+                                    # quartiles 24 / 28 / 34 px of 46)
 _SMALL = 0.3                        # share of glyphs drawn smaller and lower
 _SMALL_SCALE = (0.68, 0.85)
 _SMALL_DROP = (0.0, 0.1)            # how much lower, / image height

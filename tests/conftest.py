@@ -1,4 +1,5 @@
 import ast
+import contextlib
 import csv
 import dataclasses
 import gc
@@ -12,6 +13,7 @@ import tempfile
 import traceback
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
@@ -51,59 +53,76 @@ def run_main(main, program: str, args) -> subprocess.CompletedProcess:
     code; 1 and the traceback for an exception) and what it wrote to standard output and error
     taken at the file descriptors, so C libraries' lines and Python's warnings (shown as a fresh
     process shows them) count too. A child process would spend ~3 s of each call importing
-    torch. What the job leaves in this process is put back: the working directory, sys.argv,
-    the root logger, signal handlers, the garbage collector's frozen objects (the autouse
-    fixture below restores torch's threads)."""
+    torch. What the job leaves in this process is put back (_as_a_process)."""
     argv = [str(a) for a in args]
-    root = logging.getLogger()
-    saved = os.getcwd(), sys.argv, sys.stdout, sys.stderr, (os.dup(1), os.dup(2)), {
-        sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}, \
-        root.handlers[:], root.level
-    code = 0
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            warnings.catch_warnings():
-        sys.stdout.flush()
-        sys.stderr.flush()
+    output: list[str] = []
+    with _output_taken(output), _as_a_process(program, argv):
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+            if not isinstance(exc.code, (int, type(None))):
+                print(exc.code, file=sys.stderr)
+        except Exception:
+            traceback.print_exc()
+            code = 1
+    return subprocess.CompletedProcess([program, *argv], code, *output)
+
+
+@contextlib.contextmanager
+def _output_taken(output: list[str]) -> Iterator[None]:
+    """Everything written to file descriptors 1 and 2 inside, through sys.stdout and
+    sys.stderr or not, appended to `output` as two strings on the way out."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = sys.stdout, sys.stderr, os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
             os.dup2(out.fileno(), 1)
             os.dup2(err.fileno(), 2)
             sys.stdout = open(1, "w", buffering=1, encoding="utf-8", closefd=False)
             sys.stderr = open(2, "w", buffering=1, encoding="utf-8", closefd=False)
-            warnings.resetwarnings()           # a fresh interpreter's filters, shown on stderr
-            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
-                             ResourceWarning):
-                warnings.simplefilter("ignore", category)
-            warnings.showwarning = _print_warning
-            os.chdir(ROOT)
-            sys.argv = [program, *argv]
-            main(argv)
-        except SystemExit as exc:
-            if exc.code is None or isinstance(exc.code, int):
-                code = exc.code or 0
-            else:
-                print(exc.code, file=sys.stderr)
-                code = 1
-        except Exception:
-            traceback.print_exc()
-            code = 1
+            yield
         finally:
             for stream in (sys.stdout, sys.stderr):
                 if stream not in saved:
-                    stream.close()      # flushed; the descriptor stays (closefd=False)
-            cwd, sys.argv, sys.stdout, sys.stderr, fds, handlers, root.handlers[:], level = saved
-            root.setLevel(level)
-            for fd, copy in zip((1, 2), fds):
+                    stream.close()          # flushed; the descriptor stays (closefd=False)
+            sys.stdout, sys.stderr = saved[:2]
+            for fd, copy in zip((1, 2), saved[2:]):
                 os.dup2(copy, fd)
                 os.close(copy)
+        for f in (out, err):
+            f.seek(0)
+            output.append(f.read().decode("utf-8", "replace"))
+
+
+@contextlib.contextmanager
+def _as_a_process(program: str, argv: list[str]) -> Iterator[None]:
+    """Inside: the repository root as working directory, `program argv` as sys.argv, a fresh
+    interpreter's warning filters (shown on stderr). On the way out, what a job changes in its
+    process is put back: those three, the root logger, the signal handlers, the garbage
+    collector's frozen objects (the autouse fixture below restores torch's threads)."""
+    root = logging.getLogger()
+    saved = os.getcwd(), sys.argv, root.handlers[:], root.level, {
+        sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                         ResourceWarning):
+            warnings.simplefilter("ignore", category)
+        warnings.showwarning = _print_warning
+        try:
+            os.chdir(ROOT)
+            sys.argv = [program, *argv]
+            yield
+        finally:
+            cwd, sys.argv, root.handlers[:], level, handlers = saved
+            root.setLevel(level)
             os.chdir(cwd)
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             gc.unfreeze()
-        texts = []
-        for f in (out, err):
-            f.seek(0)
-            texts.append(f.read().decode("utf-8", "replace"))
-    return subprocess.CompletedProcess([program, *argv], code, *texts)
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None):
