@@ -66,22 +66,17 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path, holder, small_
     assert len(read_csv(tmp_path / "runs" / "after" / "predictions.csv")) == 12
 
 
-def test_a_run_in_progress_turns_the_next_away_and_finishes(tmp_path, captcha_dir, model):
+def test_a_run_in_progress_turns_the_next_away_and_finishes(tmp_path, many, model):
     # The first run is paused (SIGSTOP) once it holds the lock, so that the second certainly
-    # arrives while it runs, however fast this machine reads the folder; then it is let go.
-    folder = tmp_path / "in"
-    folder.mkdir()
-    files = sorted(captcha_dir.iterdir())
-    for i in range(200):
-        os.link(files[i % len(files)], folder / f"{i:05d}_{files[i % len(files)].name}")
+    # arrives while it runs; then it is let go. The lock file keeps the pid after a run, so the
+    # first run must still be reading when it is caught: thousands of files in small batches.
+    folder, _ = many
     root = tmp_path / "runs"
-    first = subprocess.Popen([sys.executable, str(ROOT / "run_batch.py"), "--input", str(folder),
-                              "--output", str(root), "--model", str(model), "--workers", "0",
-                              "--run-id", "first"], cwd=ROOT, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    first = _start(folder, root, model, "first")
     try:
         _wait_until(lambda: f"pid {first.pid}," in _read(root / ".lock"), first)
         first.send_signal(signal.SIGSTOP)
+        assert first.poll() is None, "the first run ended before it could be caught"
         second = run_batch("--input", folder, "--output", root, "--model", model,
                            "--workers", "0", "--run-id", "second")
         assert second.returncode == 4, second.stderr
