@@ -162,9 +162,8 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
     rows.carry_until(len(items))
     rows.commit()
     # on a cluster the workers read, on their devices; this process only scores
-    where = str(device) if cluster is None else "dask: " + (", ".join(sorted(loader.devices))
-                                                            or "nothing read")
-    return _finish(run_dir, input_dir, items, ckpt, cfg, where, state, rows.metrics)
+    read_on = str(device) if cluster is None else loader.read_on
+    return _finish(run_dir, input_dir, items, ckpt, cfg, read_on, state, rows.metrics)
 
 
 class _Rows:
@@ -255,7 +254,7 @@ class _Rows:
 
 
 def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint, cfg: Config,
-            device: str, state: RunState, metrics: Metrics) -> dict:
+            read_on: str, state: RunState, metrics: Metrics) -> dict:
     """All rows committed: predictions.csv from the parts, confusion and summary from the
     manifest's counts, the review files from predictions.csv. Safe to repeat if a crash
     interrupts it. Its own time counts in wall_seconds: writing the outputs is part of the pass."""
@@ -274,7 +273,7 @@ def _finish(run_dir: Path, input_dir: Path, items: list[Item], ckpt: Checkpoint,
     summary = write_summary(run_dir, summary_columns(positions, cfg.review.coverage), {
         "run_id": run_dir.name, "started_at": state.started_at,
         "finished_at": utc_now().isoformat(timespec="seconds"), "input": cell(str(input_dir)),
-        "model": cell(ckpt.path), "model_sha256": ckpt.sha256, "arch": ckpt.arch, "device": device,
+        "model": cell(ckpt.path), "model_sha256": ckpt.sha256, "arch": ckpt.arch, "device": read_on,
         "images": metrics.images, "labelled": labelled, "unlabelled": len(items) - labelled,
         "errors": metrics.errors, "resized": state.resized,
         "unlistable_folders": len(state.unlistable),

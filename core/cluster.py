@@ -92,8 +92,8 @@ def _lost_errors() -> tuple[type[BaseException], ...]:
 class ShardBatches:
     """The todo files of a run as batches with logits, in input order, read by the cluster's
     workers: shards of `cfg.runtime.shard_files` files, at most two per worker in flight.
-    After the loop, `lost` says why it ended early ("" when it did not) and `devices` where
-    the workers read (e.g. {"cpu", "cuda:0"})."""
+    After the loop, `lost` says why it ended early ("" when it did not) and `read_on` where
+    the workers read (e.g. "dask: cpu, cuda:0")."""
 
     def __init__(self, client, ckpt: Checkpoint, input_dir: Path, items: list[Item],
                  todo: list[int], cfg: Config):
@@ -110,6 +110,10 @@ class ShardBatches:
 
     def __len__(self) -> int:
         return -(-len(self.todo) // self.shard_files)
+
+    @property
+    def read_on(self) -> str:
+        return "dask: " + (", ".join(sorted(self.devices)) or "nothing read")
 
     def __iter__(self) -> Iterator[dict]:
         shards = (self.todo[i:i + self.shard_files]

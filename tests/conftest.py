@@ -61,9 +61,10 @@ def run_main(main, program: str, args) -> subprocess.CompletedProcess:
             main(argv)
             code = 0
         except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-            if not isinstance(exc.code, (int, type(None))):
-                print(exc.code, file=sys.stderr)
+            code = 0 if exc.code is None else exc.code
+            if not isinstance(code, int):       # sys.exit("message"): printed, status 1
+                print(code, file=sys.stderr)
+                code = 1
         except Exception:
             traceback.print_exc()
             code = 1
