@@ -56,6 +56,9 @@ _TEXT_LEFT = (0.095, 0.125)         # about 30 px of 284
 _GLYPH_PAD = 1 / 3                  # room around a glyph, / image height, so turning never cuts it
 _GAP = (-0.04, 0.05)                # between neighbours, / image height: nearly touching
 _SIZE_STEP = 2                      # font sizes drawn: even numbers of pixels
+# How a glyph can be drawn: at full size, smaller and lower (_SMALL), in lower case (_LOWER),
+# in lower case and the face's italic (_LOWER_ITALIC).
+GLYPH_FORMS = ("full", "small", "lower", "lower italic")
 
 
 @functools.lru_cache(maxsize=None)
@@ -96,26 +99,36 @@ def _bitmap(name: str, size: int, char: str) -> tuple[np.ndarray, int]:
     return ink, top
 
 
-def render(text: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """One captcha showing `text` in the seed's real look, RGB uint8 (height, width, 3)."""
+def render(text: str, rng: np.random.Generator, height: int, width: int,
+           drawn: list[tuple[str, str]] | None = None) -> np.ndarray:
+    """One captcha showing `text` in the seed's real look, RGB uint8 (height, width, 3). With a
+    list for `drawn`, how each glyph was drawn is appended to it, (face, form) per character,
+    the form one of GLYPH_FORMS (what benchmarks/glyph_errors.py counts misreads by); the
+    image is the same either way."""
     image = _background(rng, height, width)
-    coverage = _text_mask(text, rng, height, width)
+    coverage = _text_mask(text, rng, height, width, drawn)
     image = _draw_text(image, coverage, _as_mask(coverage), rng)
     _specks(image, coverage, rng, height)
     return _degrade(image, rng)
 
 
-def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int]:
+def _glyph(char: str, rng: np.random.Generator, h: int,
+           drawn: list[tuple[str, str]] | None = None) -> tuple[np.ndarray, int]:
     name = _FONT_FILES[int(_FONT_CDF.searchsorted(rng.random(), side="right"))]
     cap = _uniform(rng, *_CAP_HEIGHT) * h
     drop = 0.0
+    form = "full"
     if char.isalpha() and char not in _NO_LOWER_CASE and rng.random() < _LOWER:
         char = char.lower()         # the x-height, and descenders below the line, make it small
+        form = "lower"
         if rng.random() < _LOWER_ITALIC:
-            name = _ITALIC[name]
+            name, form = _ITALIC[name], "lower italic"
     elif rng.random() < _SMALL:
         cap *= _uniform(rng, *_SMALL_SCALE)
         drop = _uniform(rng, *_SMALL_DROP) * h
+        form = "small"
+    if drawn is not None:
+        drawn.append((name, form))
     size = _font_size(name, cap)
     ink, top = _bitmap(name, size, char)
     th, tw = ink.shape
@@ -131,8 +144,9 @@ def _glyph(char: str, rng: np.random.Generator, h: int) -> tuple[np.ndarray, int
     return _ink_columns(turned, h, pad, tw, th)
 
 
-def _text_mask(text: str, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    glyphs = [_glyph(c, rng, h)[0] for c in text]
+def _text_mask(text: str, rng: np.random.Generator, h: int, w: int,
+               drawn: list[tuple[str, str]] | None = None) -> np.ndarray:
+    glyphs = [_glyph(c, rng, h, drawn)[0] for c in text]
     left = int(_uniform(rng, *_TEXT_LEFT) * w)
     gaps = [int(round(_uniform(rng, *_GAP) * h)) for _ in glyphs[:-1]] + [0]
     return _lay_out(glyphs, gaps, left, h, w)

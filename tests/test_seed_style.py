@@ -126,3 +126,29 @@ def test_style_follows_the_config_size():
     labels, image = LabelConfig(alphabet="0123456789", length=6), ImageConfig(height=32, width=160)
     text, pixels = generate_one(3, 0, labels, image, STYLE)
     assert len(text) == 6 and pixels.shape == (32, 160, 3)
+
+
+def test_render_tells_how_each_glyph_was_drawn_and_draws_the_same(gen, monkeypatch):
+    # What benchmarks/glyph_errors.py counts misreads by: one (face, form) per character, and
+    # the image drawn while noting them is the one jobs.generate writes.
+    text, image = generate_one(11, 3, gen.labels, gen.image, STYLE)
+    rng = np.random.default_rng([3, 11])
+    assert random_label(rng, gen.labels) == text
+    drawn = []
+    assert np.array_equal(seed_style.render(text, rng, gen.height, gen.width, drawn), image)
+    assert len(drawn) == len(text)
+    faces = {face for face, _ in drawn}
+    assert faces <= set(seed_style._FONT_FILES) | set(seed_style._ITALIC.values())
+    forms = []
+    for lower, small in ((1.0, 0.0), (0.0, 1.0), (0.0, 0.0)):
+        monkeypatch.setattr(seed_style, "_LOWER", lower)
+        monkeypatch.setattr(seed_style, "_SMALL", small)
+        drawn = []
+        seed_style.render("AB12", np.random.default_rng(5), gen.height, gen.width, drawn)
+        forms.append([form for _, form in drawn])
+        for face, form in drawn:
+            assert (face in seed_style._ITALIC.values()) == (form == "lower italic")
+    # letters may be drawn in lower case, digits never are
+    assert {*forms[0][:2]} <= {"lower", "lower italic"} and forms[0][2:] == ["full"] * 2
+    assert forms[1] == ["small"] * 4 and forms[2] == ["full"] * 4
+    assert {f for fs in forms for f in fs} <= set(seed_style.GLYPH_FORMS)
