@@ -13,8 +13,8 @@ EPOCHS=${1:-30}
 OUT=${2:-data/seed-experiment}
 PY=${PYTHON:-python}
 mkdir -p "$OUT"
-[ -d "$OUT/train" ] || $PY -m jobs.generate --output "$OUT/train" --count 8000 --seed 101
-[ -d "$OUT/test" ] || $PY -m jobs.generate --output "$OUT/test" --count 23550 --seed 202
+[ -d "$OUT/train" ] || $PY -m jobs.generate --output "$OUT/train" --count 8000 --seed 101 --style classic
+[ -d "$OUT/test" ] || $PY -m jobs.generate --output "$OUT/test" --count 23550 --seed 202 --style classic
 for run in seed seed-gap default; do
   case $run in
     default) flags=() ;;                           # the job's defaults

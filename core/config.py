@@ -159,7 +159,7 @@ class GenerateConfig:
     length: int | str = 4      # a number or a range "MIN-MAX" (each label's length drawn in it)
     height: int = 46
     width: int = 284
-    style: str = "classic"
+    style: str = "seed2016"   # the seed's real captchas as they look; the bundled model's
     fonts: str = ""            # style fonts: a folder of more TrueType/OpenType faces to draw in
 
     @property

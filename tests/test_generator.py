@@ -120,7 +120,7 @@ def test_the_bundled_samples_are_what_the_generator_draws(cfg):
     stored = {path.name: path for path in (ROOT / "samples").iterdir()}
     assert len(stored) == 36
     for index in range(36):
-        text, pixels = generate_one(index, 7, cfg.labels, cfg.image)
+        text, pixels = generate_one(index, 7, cfg.labels, cfg.image, cfg.generate.style)
         name = file_name(text, index, 36)
         assert name in stored, (index, name)
         image, _ = read_image(str(stored[name]), cfg.image.height, cfg.image.width)

@@ -28,7 +28,8 @@ def audited(tmp_path_factory, cfg):
     """500 captchas, 10 of them renamed with one wrong character, read by the bundled model."""
     tmp = tmp_path_factory.mktemp("audit")
     folder = tmp / "in"
-    generate_folder(folder, 500, seed=91, labels=cfg.labels, image=cfg.image, workers=1)
+    generate_folder(folder, 500, seed=91, labels=cfg.labels, image=cfg.image, workers=1,
+                    style=cfg.generate.style)
     planted = plant_wrong_labels(folder, 10, seed=3, labels=cfg.labels)
     (folder / "unlabelled.png").write_bytes((folder / sorted(os.listdir(folder))[0]).read_bytes())
     proc = run_batch("--input", folder, "--output", tmp / "runs", "--run-id", "r", "--quiet")
@@ -94,7 +95,8 @@ def test_calibration_repairs_a_deliberately_overconfident_model(tmp_path, cfg):
     # The same model with its logits x8 makes the same predictions, far too sure of them: the
     # fitted temperature must take that factor back out, whatever the model's own calibration
     # (a fixed ECE bar would depend on how accurate the bundled model is).
-    generate_folder(tmp_path, 500, seed=92, labels=cfg.labels, image=cfg.image, workers=1)
+    generate_folder(tmp_path, 500, seed=92, labels=cfg.labels, image=cfg.image, workers=1,
+                    style=cfg.generate.style)
     codec = build_codec(cfg.labels)
     loader = make_loader(CaptchaDataset(tmp_path, scan_folder(tmp_path, cfg.labels), codec,
                                         cfg.image), 64, 0, torch.device("cpu"))
