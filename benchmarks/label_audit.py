@@ -38,7 +38,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     folder = work / "in"
     generate_folder(folder, args.count, seed=args.seed, labels=cfg.generate.labels,
-                    image=cfg.generate.image)
+                    image=cfg.generate.image, style=cfg.generate.style)
     planted = plant_wrong_labels(folder, args.wrong, args.seed, cfg.generate.labels)
     subprocess.run([sys.executable, str(ROOT / "run_batch.py"), "--input", str(folder),
                     "--output", str(work / "runs"), "--run-id", "audit", "--model", args.model,
