@@ -32,8 +32,7 @@ LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 def faintest_text(index: int, seed: int, cfg) -> tuple[str, float]:
     """(label, contrast of the faintest 12-px slice of text) of generated captcha `index`, drawn
     as generator.generate_one draws it."""
-    rng = np.random.default_rng([seed, index])
-    text = generator.random_label(rng, cfg.generate.labels)
+    text, rng = generator.label_and_rng(index, seed, cfg.generate.labels)
     background, mask, drawn = generator.text_layers(text, rng, cfg.generate.height,
                                                     cfg.generate.width)
     bg = background @ LUMA   # before any drop shadow: the colours the text was set against

@@ -15,25 +15,22 @@ size): give the --config the captchas were drawn with.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections import Counter
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core import seed_style  # noqa: E402
 from core.config import load_config  # noqa: E402
-from core.generator import random_label  # noqa: E402
+from core.files import read_cell, read_rows  # noqa: E402
+from core.generator import label_and_rng  # noqa: E402
 
 
 def drawn_glyphs(label: str, index: int, seed: int, gen) -> list[tuple[str, str]]:
     """How jobs.generate drew captcha `index` of `seed`: (face, form) per character. Checks that
     the label drawn again is the file's."""
-    rng = np.random.default_rng([seed, index])
-    text = random_label(rng, gen.labels)
+    text, rng = label_and_rng(index, seed, gen.labels)
     if text != label:
         raise ValueError(f"captcha {index} of seed {seed} is {text}, the file says {label}: "
                          f"another seed or config")
@@ -47,12 +44,12 @@ def tally(rows, seed: int, gen) -> tuple[Counter, Counter, Counter]:
     the misreadings (character, read as, form)."""
     seen, wrong, pairs = Counter(), Counter(), Counter()
     for row in rows:
-        name = Path(row["path"]).stem
-        label, _, index = name.rpartition("_")
+        path = read_cell(row["path"])
+        label, _, index = Path(path).stem.rpartition(gen.labels.separator)
         if not index.isdigit() or row["status"] != "ok":
-            print(f"skipped {row['path']}: not a generated file or not read", file=sys.stderr)
+            print(f"skipped {path}: not a generated file or not read", file=sys.stderr)
             continue
-        read = row["prediction"]
+        read = read_cell(row["prediction"])
         for k, (face, form) in enumerate(drawn_glyphs(label, int(index), seed, gen)):
             keys = (("form", form), ("face", face))
             seen.update(keys)
@@ -71,8 +68,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=12, help="misreadings listed")
     args = parser.parse_args(argv)
     gen = (load_config(args.config) if args.config else load_config()).generate
-    with open(Path(args.run) / "predictions.csv", newline="", encoding="utf-8") as f:
-        seen, wrong, pairs = tally(csv.DictReader(f), args.seed, gen)
+    rows = read_rows(Path(args.run) / "predictions.csv")
+    if not rows:
+        sys.exit(f"{args.run}: no predictions.csv (give a run directory of run_batch.py)")
+    seen, wrong, pairs = tally(rows, args.seed, gen)
     print("| drawn | glyphs | misread | share misread |\n|---|---:|---:|---:|")
     for key in sorted(seen):
         print(f"| {key[0]}: {key[1]} | {seen[key]:,} | {wrong[key]:,} | "

@@ -141,9 +141,15 @@ def _as_mask(coverage: np.ndarray) -> np.ndarray:
 
 def generate_one(index: int, seed: int, labels: LabelConfig, image: ImageConfig,
                  style: str = "classic", faces: tuple[str, ...] = ()) -> tuple[str, np.ndarray]:
-    rng = np.random.default_rng([seed, index])
-    text = random_label(rng, labels)
+    text, rng = label_and_rng(index, seed, labels)
     return text, render_captcha(text, rng, image.height, image.width, style, faces)
+
+
+def label_and_rng(index: int, seed: int, labels: LabelConfig) -> tuple[str, np.random.Generator]:
+    """Captcha `index` of `seed`'s label, and the generator that then draws its pixels: how
+    generate_one starts, for whoever draws a captcha of a folder again step by step."""
+    rng = np.random.default_rng([seed, index])
+    return random_label(rng, labels), rng
 
 
 def file_name(text: str, index: int, count: int) -> str:

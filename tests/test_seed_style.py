@@ -132,8 +132,8 @@ def test_render_tells_how_each_glyph_was_drawn_and_draws_the_same(gen, monkeypat
     # What benchmarks/glyph_errors.py counts misreads by: one (face, form) per character, and
     # the image drawn while noting them is the one jobs.generate writes.
     text, image = generate_one(11, 3, gen.labels, gen.image, STYLE)
-    rng = np.random.default_rng([3, 11])
-    assert random_label(rng, gen.labels) == text
+    label, rng = generator.label_and_rng(11, 3, gen.labels)
+    assert label == text
     drawn = []
     assert np.array_equal(seed_style.render(text, rng, gen.height, gen.width, drawn), image)
     assert len(drawn) == len(text)
