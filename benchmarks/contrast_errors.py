@@ -8,7 +8,8 @@ Re-renders each captcha of the run from its generator seed and index (the file n
 keeping the background under the text, and scores each captcha by its faintest stretch of text:
 the luminance of the text minus that of the background under it, averaged over 12-pixel-wide
 slices of the text, the lowest slice kept. Prints, per contrast band, how many captchas and how
-many misreads (predictions.csv of the run).
+many misreads (predictions.csv of the run). The classic look only (its text layers); since
+seed2016 became the default look, give a --config with `generate.style: classic`.
 """
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ def main() -> None:
     p.add_argument("--config", default=None)
     args = p.parse_args()
     cfg = load_config(args.config) if args.config else load_config()
+    if cfg.generate.style != "classic":
+        sys.exit(f"contrast_errors measures the classic look; the config draws "
+                 f"{cfg.generate.style} (give a --config with generate.style: classic)")
     counts = np.zeros((len(BANDS) - 1, 2), int)
     rows = read_rows(Path(args.run) / "predictions.csv")
     if not rows:
