@@ -1,7 +1,7 @@
 """Batch-runner throughput against the seed post's own pipeline, side by side in one run.
 
     python benchmarks/batch_speed.py --input DIR [--model models/default.pt] [--limit 5000]
-                                     [--rounds 3] [--onnx MODEL.onnx]
+                                     [--rounds 3] [--onnx MODEL.onnx] [--config FILE]
 
 Measured on the same images, alternately, --rounds times each (a shared machine's speed drifts
 over minutes; alternating puts both pipelines under the same drift, the median ratio sums up):
@@ -40,7 +40,7 @@ from core.checkpoint import load_checkpoint, load_model, with_model_settings  # 
 from core.config import load_config  # noqa: E402
 from core.data import CaptchaDataset, make_loader, scan_folder  # noqa: E402
 from core.files import read_rows  # noqa: E402
-from core.inference import for_inference  # noqa: E402
+from core.inference import for_inference, prepare  # noqa: E402
 from core.runtime import (available_cores, cpu_name, keep_freed_memory,  # noqa: E402
                           resolve_batch_size, resolve_device, resolve_workers, share_cores)
 
@@ -102,6 +102,8 @@ def runner_pass(data: Path, runs: Path, run_id: str, args: argparse.Namespace,
     command = [sys.executable, str(ROOT / "run_batch.py"), "--input", str(data),
                "--output", str(runs), "--run-id", run_id, "--model", model,
                "--device", args.device, "--quiet"]
+    if args.config:
+        command += ["--config", args.config]
     if args.workers is not None:
         command += ["--workers", str(args.workers)]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -118,10 +120,12 @@ def main() -> None:
     parser.add_argument("--onnx", default=None, metavar="MODEL.onnx",
                         help="--model exported to ONNX: also run the runner with it")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--config", default=None,
+                        help="the runner's settings (e.g. runtime.cpu_precision: float32)")
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader workers for the runner (default: runtime.workers)")
     args = parser.parse_args()
-    cfg = load_config(overrides={"runtime.device": args.device, "runtime.workers": args.workers})
+    cfg = load_config(args.config, {"runtime.device": args.device, "runtime.workers": args.workers})
     device = resolve_device(cfg.runtime.device)
     ckpt = load_checkpoint(args.model, device=device)
     cfg = with_model_settings(cfg, ckpt)
@@ -183,7 +187,8 @@ def main() -> None:
         batches = [b["image"] for b in loader]
         decode = n / (time.monotonic() - start)
 
-        models = {"PyTorch": for_inference(ckpt.model)}
+        model, precision = prepare(ckpt, device, cfg.runtime.cpu_precision)
+        models = {f"PyTorch ({precision})": model}
         if args.onnx:
             models["ONNX Runtime"] = for_inference(load_model(args.onnx, device=device).model)
         model_only = {name: model_rate(model, batches, device) for name, model in models.items()}

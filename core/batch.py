@@ -32,10 +32,11 @@ from .data import CaptchaDataset, Item, PredictingDataset, make_loader, scan_fol
 from .engine import Metrics, align, evaluate
 from .files import cell, read_cell, write_csv
 from .labels import Decoded
-from .inference import for_inference
+from .inference import prepare
 from .progress import no_progress
 from .review import review_run
 from .run_record import last_completed_run, summary_columns, write_summary
+from .runtime import read_on
 from .run_state import (ResumeError, RunState, carried_rows, carry_source, clear_uncommitted_parts,
                         commit_part, join_parts, mark_complete, start_or_resume, utc_now)
 
@@ -130,7 +131,7 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
              if state.carried_from else {})
     todo_indices = [i for i in range(state.rows, len(items)) if items[i].path not in carry]
     dataset = CaptchaDataset(input_dir, items, ckpt.codec, ckpt.image, cfg.runtime.fast_png)
-    model = for_inference(ckpt.model, ckpt.temperature)
+    model, precision = prepare(ckpt, device, cfg.runtime.cpu_precision)
     if cluster is None:
         loader = make_loader(Subset(dataset, todo_indices), cfg.runtime.batch_size,
                              cfg.runtime.workers, device, predict_with=model)
@@ -151,7 +152,8 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
              run_dir.name, len(items), input_dir,
              f", resuming after {state.rows}" if state.rows else "",
              f", {len(carry)} unchanged since run {state.carried_from}" if state.carried_from
-             else "", ckpt.path, ckpt.arch, ckpt.engine, ckpt.sha256, device, where)
+             else "", ckpt.path, ckpt.arch, ckpt.engine, ckpt.sha256, read_on(device, precision),
+             where)
     rows = _Rows(run_dir, state, items, carry, ckpt.labels.max_length, commit_batches,
                  batch_size, stop, clock)
     evaluate(model, loader, ckpt.codec, device, on_batch=rows.on_batch, progress=progress,
@@ -162,8 +164,8 @@ def run_batch(input_dir: Path, run_dir: Path, ckpt: Checkpoint, cfg: Config,
     rows.carry_until(len(items))
     rows.commit()
     # on a cluster the workers read, on their devices; this process only scores
-    read_on = str(device) if cluster is None else loader.read_on
-    return _finish(run_dir, input_dir, items, ckpt, cfg, read_on, state, rows.metrics)
+    where_read = read_on(device, precision) if cluster is None else loader.read_on
+    return _finish(run_dir, input_dir, items, ckpt, cfg, where_read, state, rows.metrics)
 
 
 class _Rows:

@@ -29,8 +29,8 @@ from .checkpoint import Checkpoint, CheckpointError, load_model
 from .config import Config
 from .data import CaptchaDataset, Item
 from .engine import predict
-from .inference import for_inference
-from .runtime import keep_freed_memory, resolve_batch_size, resolve_device
+from .inference import prepare
+from .runtime import keep_freed_memory, read_on, resolve_batch_size, resolve_device
 
 REQUIREMENTS = "requirements-cluster.txt"
 
@@ -103,7 +103,7 @@ class ShardBatches:
         self.job = dict(model=str(Path(ckpt.path).resolve()), sha256=ckpt.sha256,
                         root=str(Path(input_dir).resolve()), codec=ckpt.codec, image=ckpt.image,
                         fast_png=cfg.runtime.fast_png, batch_size=self.batch_size,
-                        device=cfg.runtime.device)
+                        device=cfg.runtime.device, cpu_precision=cfg.runtime.cpu_precision)
         self.items = items
         self.lost = ""
         self.devices: set[str] = set()      # where the workers read this attempt's shards
@@ -159,11 +159,14 @@ def _as_tensors(batch: dict, shard: list[int]) -> dict:
             "error": batch["error"], "resized": torch.from_numpy(batch["resized"])}
 
 
-_MODELS: dict[tuple[str, str], torch.nn.Module] = {}   # a worker's models: (sha256, device)
+# a worker's models, prepared, and their precision: by (sha256, device, runtime.cpu_precision)
+_MODELS: dict[tuple[str, str, str], tuple[torch.nn.Module, str]] = {}
 
 
-def _worker_model(path: str, sha256: str, device: torch.device) -> torch.nn.Module:
-    model = _MODELS.get((sha256, str(device)))
+def _worker_model(path: str, sha256: str, device: torch.device,
+                  cpu_precision: str) -> tuple[torch.nn.Module, str]:
+    key = (sha256, str(device), cpu_precision)
+    model = _MODELS.get(key)
     if model is None:   # a worker process's first shard: set it up as a loader worker is
         torch.set_num_threads(1)        # one thread per worker process (threads_per_worker=1)
         cv2.setNumThreads(1)
@@ -172,7 +175,7 @@ def _worker_model(path: str, sha256: str, device: torch.device) -> torch.nn.Modu
         if ckpt.sha256 != sha256:
             raise CheckpointError(f"{path} on worker {_worker_name()} is not the driver's model "
                                   f"(sha256 {ckpt.sha256[:12]}, not {sha256[:12]})")
-        model = _MODELS[(sha256, str(device))] = for_inference(ckpt.model, ckpt.temperature)
+        model = _MODELS[key] = prepare(ckpt, device, cpu_precision)
     return model
 
 
@@ -188,7 +191,7 @@ def read_shard(job: dict, items: list[Item]) -> dict:
     """On a worker: the shard's files decoded and predicted in batches of the runner's size.
     A file the worker cannot read gets its error row, naming the worker."""
     device = resolve_device(job["device"])    # runtime.device, as this worker has it
-    model = _worker_model(job["model"], job["sha256"], device)
+    model, precision = _worker_model(job["model"], job["sha256"], device, job["cpu_precision"])
     dataset = CaptchaDataset(job["root"], items, job["codec"], job["image"], job["fast_png"])
     size = resolve_batch_size(job["batch_size"], device)
     parts = []
@@ -206,4 +209,4 @@ def read_shard(job: dict, items: list[Item]) -> dict:
             "target": np.concatenate([p["target"] for p in parts]),
             "index": np.concatenate([p["index"] for p in parts]),
             "error": errors, "resized": np.concatenate([p["resized"] for p in parts]),
-            "device": str(device)}
+            "device": read_on(device, precision)}

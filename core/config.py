@@ -32,6 +32,7 @@ OPTIMIZERS = ("adam", "adamw")
 CROPS = ("content", "packed", "none")                # image.crop, besides auto
 CAPTCHA_STYLES = ("classic", "seed2016", "fonts")   # generate.style (core.generator, core.seed_style, core.text_style)
 AUTO = "auto"
+CPU_PRECISIONS = ("float32", "bfloat16")   # runtime.cpu_precision besides auto (core.runtime)
 # Settings that may be "auto" besides a value of their type: what it means is decided where the
 # setting is used (the number of epochs from the number of images, the alphabet from the file
 # names, ...).
@@ -149,6 +150,7 @@ class RuntimeConfig:
     shard_files: int = 1024       # run_batch --cluster: files per task (one commit each)
     in_memory: bool | str = AUTO  # training holds the decoded images: true, false, auto (if they fit)
     fast_png: bool = True         # PNG image data inflated by core.images' checked fast path
+    cpu_precision: str = AUTO     # what run_batch predicts in on a CPU: auto, float32, bfloat16
 
 
 @dataclass(frozen=True)
@@ -377,6 +379,9 @@ def _check_values(cfg: Config, sources: Mapping[str, str]) -> None:
     if cfg.train.max_samples < cfg.train.min_samples:
         raise bad("train.max_samples", f"must be at least train.min_samples "
                                        f"({cfg.train.min_samples}), got {cfg.train.max_samples}")
+    if cfg.runtime.cpu_precision not in (AUTO, *CPU_PRECISIONS):
+        raise bad("runtime.cpu_precision", f"must be auto, {' or '.join(CPU_PRECISIONS)}, "
+                                           f"got {cfg.runtime.cpu_precision!r}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.runtime.device):
         raise bad("runtime.device", f"must be auto, cpu, cuda or cuda:N, got {cfg.runtime.device!r}")
     for key, value in (("review.threshold", cfg.review.threshold),

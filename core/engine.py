@@ -114,7 +114,8 @@ def edit_distance(expected: str, predicted: str) -> int:
 
 
 def _autocast(device: torch.device):
-    # Mixed precision only where it pays: on CUDA. On CPU float32 is both faster and exact.
+    # float16 on CUDA. On a CPU the prepared model itself decides (runtime.cpu_precision:
+    # core.inference.BFloat16Autocast where the CPU has AMX); training stays float32 there.
     return torch.autocast(device_type=device.type, dtype=torch.float16,
                           enabled=device.type == "cuda")
 

@@ -1,7 +1,7 @@
 """Prediction-only rewrites of a trained model: the same outputs (up to float rounding), less
 work per batch. The model in the checkpoint stays as trained; the runner predicts with
 
-    model = for_inference(ckpt.model, ckpt.temperature)
+    model, precision = prepare(ckpt, device, cfg.runtime.cpu_precision)
 
 What each rewrite saves is measured by benchmarks/inference_rewrites.py (docs/performance.md).
 """
@@ -12,18 +12,48 @@ import copy
 import torch
 from torch import nn
 
+from .runtime import resolve_precision
 
-def for_inference(model: nn.Module, temperature: float = 1.0) -> nn.Module:
+
+def prepare(ckpt, device: torch.device, cpu_precision: str) -> tuple[nn.Module, str]:
+    """The checkpoint's model as the runner predicts with it on `device` (for_inference), and
+    the precision it computes in there (core.runtime.resolve_precision; ONNX Runtime's models:
+    float32)."""
+    onnx = hasattr(ckpt.model, "with_temperature")
+    precision = "float32" if onnx else resolve_precision(cpu_precision, device)
+    return for_inference(ckpt.model, ckpt.temperature, precision), precision
+
+
+def for_inference(model: nn.Module, temperature: float = 1.0,
+                  precision: str = "float32") -> nn.Module:
     """A copy of `model` for prediction only, in eval mode and channels-last: the calibration
-    temperature folded into the heads, each batch normalisation into the convolution before it.
-    The original stays trainable. An ONNX model (core.onnx_model) gets only the temperature:
-    ONNX Runtime fuses the rest itself."""
+    temperature folded into the heads, each batch normalisation into the convolution before it;
+    with precision "bfloat16", run under CPU autocast to it (BFloat16Autocast). The original
+    stays trainable. An ONNX model (core.onnx_model) gets only the temperature: ONNX Runtime
+    fuses the rest itself."""
     if hasattr(model, "with_temperature"):
         return model.with_temperature(temperature)
     model = copy.deepcopy(model).eval()
     fold_temperature(model, temperature)
     fold_batchnorm(model)
-    return model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)
+    return BFloat16Autocast(model) if precision == "bfloat16" else model
+
+
+class BFloat16Autocast(nn.Module):
+    """`model` run under CPU autocast to bfloat16: convolutions, matrix products and the LSTM
+    take bfloat16 inputs (8 bits of mantissa) and the rest stays float32; float32 logits out.
+    On CPUs with AMX 1.3-1.6x the runner's images per second; confidences within 0.07 of
+    float32's, so only readings near a tie can change (docs/performance.md, *bfloat16 on a CPU
+    with AMX*; benchmarks/parity.py --against bfloat16)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.model(images).float()
 
 
 def fold_temperature(model: nn.Module, temperature: float) -> None:

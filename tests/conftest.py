@@ -166,6 +166,13 @@ def refuse_to_list(monkeypatch, name: str) -> None:
     monkeypatch.setattr(os, "scandir", scandir)
 
 
+def cpu_read_on() -> str:
+    """What a run's summary says it read on, on this machine's CPU with the shipped settings
+    (runtime.cpu_precision auto): bfloat16 autocast where the CPU has AMX, else float32."""
+    from core.runtime import amx_bfloat16
+    return "cpu (bfloat16)" if amx_bfloat16() else "cpu"
+
+
 def read_csv(path):
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))

@@ -17,7 +17,7 @@ from core.config import LabelConfig
 from core.images import MAX_PIXELS
 from core.labels import build_codec
 from core.models import ModelSpec, build_model
-from tests.conftest import read_csv, refuse_to_list, run_batch
+from tests.conftest import ROOT, cpu_read_on, read_csv, refuse_to_list, run_batch
 
 
 PLANTED = {  # relative path -> (status, error, labelled, resized)
@@ -102,7 +102,7 @@ def test_summary_counts_match_the_inputs(first_run, input_dir):
     assert int(s["unlabelled"]) == unlabelled == 3 and int(s["labelled"]) == n - 3
     # --device auto: CUDA where there is one (the GPU machine ran this suite too), else the CPU
     assert len(s["model_sha256"]) == 64
-    assert s["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert s["device"] == ("cuda (float16)" if torch.cuda.is_available() else cpu_read_on())
     assert f"{n} images" in proc.stdout and "night1" in proc.stdout
 
 
@@ -240,3 +240,26 @@ def test_resume_clears_every_file_in_parts_the_manifest_does_not_count(tmp_path)
         (parts / name).write_text("")
     core.run_state.clear_uncommitted_parts(tmp_path, state)
     assert sorted(p.name for p in parts.iterdir()) == ["000000.csv", "000001.csv"]
+
+
+def test_bfloat16_reads_the_samples_as_float32_does_but_near_ties(tmp_path):
+    """runtime.cpu_precision bfloat16 (what auto picks on a CPU with AMX) in the runner's
+    workers: the same files and readings as float32, except where float32's own reading was a
+    near tie; the summary says how it read."""
+    rows = {}
+    for precision in ("float32", "bfloat16"):
+        config = tmp_path / f"{precision}.yaml"
+        config.write_text(f"runtime:\n  cpu_precision: {precision}\n")
+        proc = run_batch("--input", ROOT / "samples", "--output", tmp_path / precision,
+                         "--run-id", "r", "--device", "cpu", "--config", config)
+        assert proc.returncode == 0, proc.stderr
+        rows[precision] = read_csv(tmp_path / precision / "r" / "predictions.csv")
+        summary = read_csv(tmp_path / precision / "r" / "summary.csv")[0]
+        assert summary["device"] == {"float32": "cpu", "bfloat16": "cpu (bfloat16)"}[precision]
+    exact, fast = rows["float32"], rows["bfloat16"]
+    assert [r["path"] for r in exact] == [r["path"] for r in fast] and len(exact) == 36
+    for a, b in zip(exact, fast):
+        if float(a["confidence"]) > 0.6:
+            assert a["prediction"] == b["prediction"], a["path"]
+        assert abs(float(a["confidence"]) - float(b["confidence"])) < 0.1, a["path"]
+    assert any(a["confidence"] != b["confidence"] for a, b in zip(exact, fast))

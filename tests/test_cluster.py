@@ -11,7 +11,7 @@ import pytest
 distributed = pytest.importorskip("distributed",
                                   reason="cluster tests need pip install -r requirements-cluster.txt")
 
-from tests.conftest import ROOT, imported_by, linked_folder, read_csv, run_batch  # noqa: E402
+from tests.conftest import ROOT, cpu_read_on, imported_by, linked_folder, read_csv, run_batch  # noqa: E402
 from tests.test_cron import _same_results, _wait_for_commits  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -62,8 +62,8 @@ def test_a_local_cluster_gives_the_rows_of_a_local_run(tmp_path, folder, model, 
     assert proc.returncode == 0, proc.stderr
     _same_results(tmp_path / "c", reference)
     # the device is where the workers read, not this process's
-    assert read_csv(tmp_path / "c" / "summary.csv")[0]["device"] == "dask: cpu"
-    assert read_csv(reference / "summary.csv")[0]["device"] == "cpu"
+    assert read_csv(tmp_path / "c" / "summary.csv")[0]["device"] == "dask: " + cpu_read_on()
+    assert read_csv(reference / "summary.csv")[0]["device"] == cpu_read_on()
     log = (tmp_path / "c" / "run.log").read_text()
     assert "Dask cluster" in log and "shards of 8 files" in log
     assert "Nanny" not in log           # Dask's own INFO lines stay out of run.log
@@ -160,10 +160,11 @@ def test_a_file_a_worker_cannot_read_gets_an_error_row_naming_the_worker(tmp_pat
     shutil.copytree(captcha_dir, tmp_path / "in")
     (tmp_path / "in" / items[1].path).unlink()      # as if this worker's mount lacked it
     job = dict(model=str(model), sha256=ckpt.sha256, root=str(tmp_path / "in"),
-               codec=ckpt.codec, image=ckpt.image, fast_png=True, batch_size=2, device="cpu")
+               codec=ckpt.codec, image=ckpt.image, fast_png=True, batch_size=2, device="cpu",
+               cpu_precision="auto")
     batch = read_shard(job, items)
     assert batch["logits"].shape[0] == 3 and list(batch["index"]) == [0, 1, 2]
-    assert batch["device"] == "cpu"
+    assert batch["device"] == cpu_read_on()
     assert batch["error"][0] == batch["error"][2] == ""
     assert batch["error"][1].startswith("unreadable") and "(on worker pid " in batch["error"][1]
 
@@ -175,7 +176,7 @@ def test_a_worker_refuses_a_model_that_is_not_the_drivers(tmp_path, captcha_dir,
 
     ckpt = load_checkpoint(model)
     job = dict(model=str(model), sha256="0" * 64, root=str(captcha_dir), codec=ckpt.codec,
-               image=ckpt.image, fast_png=True, batch_size=2, device="cpu")
+               image=ckpt.image, fast_png=True, batch_size=2, device="cpu", cpu_precision="auto")
     with pytest.raises(CheckpointError, match="is not the driver's model"):
         read_shard(job, scan_folder(captcha_dir, ckpt.labels)[:2])
 

@@ -16,9 +16,11 @@ BUNDLED = ROOT / "models" / "default.pt"
 
 def test_runner_on_cuda_reads_as_the_cpu_does(captcha_dir, tmp_path):
     runs = {}
+    exact = tmp_path / "float32.yaml"       # the CPU's reading in float32, not bfloat16 (AMX)
+    exact.write_text("runtime:\n  cpu_precision: float32\n")
     for device in ("cpu", "cuda"):
         proc = run_batch("--input", captcha_dir, "--output", tmp_path / device, "--run-id", "r",
-                         "--device", device, "--quiet")
+                         "--device", device, "--quiet", "--config", exact)
         assert proc.returncode == 0, proc.stderr
         runs[device] = read_csv(tmp_path / device / "r" / "predictions.csv")
         summary = read_csv(tmp_path / device / "r" / "summary.csv")[0]

@@ -39,3 +39,31 @@ def test_for_inference_folds_batchnorm_without_changing_outputs(arch):
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # original kept
+
+
+def test_precision_follows_the_setting_and_the_cpu(monkeypatch):
+    import core.runtime as runtime
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    for amx in (True, False):
+        monkeypatch.setattr(runtime, "amx_bfloat16", lambda amx=amx: amx)
+        assert runtime.resolve_precision("auto", cpu) == ("bfloat16" if amx else "float32")
+        assert runtime.resolve_precision("float32", cpu) == "float32"
+        assert runtime.resolve_precision("bfloat16", cpu) == "bfloat16"
+        assert runtime.resolve_precision("float32", cuda) == "float16"   # core.engine's autocast
+    assert runtime.read_on(cpu, "float32") == "cpu"
+    assert runtime.read_on(cpu, "bfloat16") == "cpu (bfloat16)"
+
+
+@pytest.mark.parametrize("arch", ["crnn", "wide-pos"])
+def test_bfloat16_autocast_gives_float32_logits_near_the_exact_ones(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, ctc_spec(32, 96) if arch == "crnn" else spec_for()).eval()
+    h, w = model.input_size
+    x = torch.randint(0, 256, (4, 3, h, w), dtype=torch.uint8)
+    exact, fast = for_inference(model, 1.3), for_inference(model, 1.3, "bfloat16")
+    with torch.no_grad():
+        a, b = exact(x), fast(x)
+    assert b.dtype == torch.float32 and b.shape == a.shape
+    # bfloat16 keeps 8 bits of mantissa: within a few per cent of the logits' spread, not exact
+    error = (a - b).abs().max().item()
+    assert 0 < error < 0.05 * a.abs().max().item()

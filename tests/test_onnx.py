@@ -122,9 +122,12 @@ def test_the_runner_writes_the_same_rows_from_the_onnx_file(tmp_path, captcha_di
     assert proc.returncode == 0, proc.stderr
     assert "8 of 8 readings the same" in proc.stdout
     rows = {}
+    exact = tmp_path / "float32.yaml"       # ONNX Runtime computes in float32; so must PyTorch
+    exact.write_text("runtime:\n  cpu_precision: float32\n")
     for name, model in (("pt", BUNDLED), ("onnx", tmp_path / "d.onnx")):
         proc = run_batch("--input", data, "--output", tmp_path / name, "--run-id", "r",
-                         "--model", model, "--workers", "2", "--batch-size", "8")
+                         "--model", model, "--workers", "2", "--batch-size", "8",
+                         "--config", exact)
         assert proc.returncode == 0, proc.stderr
         rows[name] = read_csv(tmp_path / name / "r" / "predictions.csv")
     assert len(rows["pt"]) == 32 and [r["path"] for r in rows["pt"]] == [r["path"] for r in
