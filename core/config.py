@@ -110,6 +110,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     weight_decay: float = 0.01
     clip: float = 5.0            # largest gradient norm; 0: no clipping
+    precision: str = "float32"   # the forward pass on a CPU: float32, or bfloat16 (autocast)
     settled: int = 5             # stop once every validation captcha is read this many epochs
     val_fraction: float = 0.1
     seed: int = 0
@@ -379,6 +380,9 @@ def _check_values(cfg: Config, sources: Mapping[str, str]) -> None:
     if cfg.train.max_samples < cfg.train.min_samples:
         raise bad("train.max_samples", f"must be at least train.min_samples "
                                        f"({cfg.train.min_samples}), got {cfg.train.max_samples}")
+    if cfg.train.precision not in CPU_PRECISIONS:
+        raise bad("train.precision", f"must be {' or '.join(CPU_PRECISIONS)}, "
+                                     f"got {cfg.train.precision!r}")
     if cfg.runtime.cpu_precision not in (AUTO, *CPU_PRECISIONS):
         raise bad("runtime.cpu_precision", f"must be auto, {' or '.join(CPU_PRECISIONS)}, "
                                            f"got {cfg.runtime.cpu_precision!r}")

@@ -124,10 +124,14 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[dict], codec,
                     optimizer: torch.optim.Optimizer, device: torch.device,
                     progress: Callable = no_progress, desc: str = "train",
                     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                    clip: float | None = None, scheduler=None) -> float:
+                    clip: float | None = None, scheduler=None,
+                    precision: str = "float32") -> float:
     """One pass over `loader`; returns the mean batch loss (summed over positions). `augment`
     changes each batch of images before the model sees it (core.augment); `clip` caps the
-    gradients' norm (a recurrent layer's can spike); `scheduler` steps after every batch."""
+    gradients' norm (a recurrent layer's can spike); `scheduler` steps after every batch;
+    precision "bfloat16" runs the forward pass under CPU autocast to it (train.precision), the
+    loss, gradients and weights staying float32."""
+    reduced = precision == "bfloat16" and device.type == "cpu"
     model.train()
     total, batches = 0.0, 0
     for batch in progress(loader, desc=desc):
@@ -138,7 +142,9 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[dict], codec,
         if augment is not None:
             images = augment(images)
         optimizer.zero_grad(set_to_none=True)
-        loss = codec.loss(model(images), targets)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=reduced):
+            logits = model(images)
+        loss = codec.loss(logits.float(), targets)
         loss.backward()
         if clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)

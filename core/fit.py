@@ -184,7 +184,7 @@ def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.d
         optimizer: str = "adam", weight_decay: float = 0.0, clip: float | None = None,
         settled: int = 0,
         save_state: Callable[[TrainingState], None] | None = None,
-        resume_from: TrainingState | None = None) -> FitResult:
+        resume_from: TrainingState | None = None, precision: str = "float32") -> FitResult:
     """Train for `epochs`, validating after each; `save_state` gets the state after every epoch
     (after on_epoch), and `resume_from` such a state continues the run after its epoch. With
     `settled`, training stops early once every validation captcha has been read in that many
@@ -211,7 +211,8 @@ def fit(model: torch.nn.Module, train_loader, val_loader, codec, device: torch.d
         start = time.monotonic()
         train_loss = train_one_epoch(model, train_loader, codec, opt, device, progress,
                                      desc=f"epoch {epoch}/{epochs}", augment=augment, clip=clip,
-                                     scheduler=scheduler if per_step else None)
+                                     scheduler=scheduler if per_step else None,
+                                     precision=precision)
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"training loss is {train_loss} at epoch {epoch}")
         if scheduler is not None and not per_step:

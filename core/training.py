@@ -275,7 +275,7 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
                  on_epoch=record.on_epoch, progress=progress, augment=build_augment(cfg.augment),
                  optimizer=cfg.train.optimizer, weight_decay=cfg.train.weight_decay,
                  clip=cfg.train.clip or None, settled=cfg.train.settled,
-                 resume_from=resume_from,
+                 resume_from=resume_from, precision=cfg.train.precision,
                  save_state=lambda state: save_training_state(state_path, state, fingerprint))
     model.load_state_dict(result.best_state)
     summary.update(train_seconds=time.monotonic() - start, **result.summary())

@@ -87,6 +87,8 @@ def test_bad_values_are_refused():
         load_config(None, {"runtime.device": "gpu"})
     with pytest.raises(ConfigError, match="runtime.cpu_precision"):
         load_config(None, {"runtime.cpu_precision": "float16"})
+    with pytest.raises(ConfigError, match="train.precision"):
+        load_config(None, {"train.precision": "auto"})
     for size in (0, -2):
         with pytest.raises(ConfigError, match="runtime.batch_size"):
             load_config(None, {"runtime.batch_size": size})

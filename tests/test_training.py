@@ -94,17 +94,28 @@ def test_evaluate_scores_labelled_readable_images_only(tmp_path, cfg):
 
 
 @pytest.mark.slow
-def test_train_one_epoch_learns(captcha_dir, cfg):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_train_one_epoch_learns(captcha_dir, cfg, precision):
     codec = build_codec(cfg.labels)
     items = scan_folder(captcha_dir, cfg.labels)[:32]
     loader = make_loader(CaptchaDataset(captcha_dir, items, codec, cfg.image), 32, 0, CPU)
-    torch.manual_seed(0)
-    model = build_model("seed", ModelSpec.from_config(cfg.image, codec))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    first = train_one_epoch(model, loader, codec, optimizer, CPU)
+
+    def start():
+        torch.manual_seed(0)
+        model = build_model("seed", ModelSpec.from_config(cfg.image, codec))
+        return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    model, optimizer = start()
+    first = train_one_epoch(model, loader, codec, optimizer, CPU, precision=precision)
     for _ in range(60):
-        last = train_one_epoch(model, loader, codec, optimizer, CPU)
+        last = train_one_epoch(model, loader, codec, optimizer, CPU, precision=precision)
     assert last < 0.5 * first
+    # train.precision bfloat16: the forward pass under autocast (another first loss than
+    # float32's), the weights still float32
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    if precision == "bfloat16":
+        model, optimizer = start()
+        assert first != train_one_epoch(model, loader, codec, optimizer, CPU)
 
 
 def test_fit_reports_improvements_and_keeps_the_best_epochs_weights(captcha_dir, cfg):
