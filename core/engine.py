@@ -120,6 +120,12 @@ def _autocast(device: torch.device):
                           enabled=device.type == "cuda")
 
 
+def cpu_autocast(precision: str):
+    """CPU autocast to bfloat16 where `precision` (train.precision, or what runtime.cpu_precision
+    resolved to) is "bfloat16"; otherwise a context that changes nothing."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
 def train_one_epoch(model: torch.nn.Module, loader: Iterable[dict], codec,
                     optimizer: torch.optim.Optimizer, device: torch.device,
                     progress: Callable = no_progress, desc: str = "train",
@@ -131,7 +137,8 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[dict], codec,
     gradients' norm (a recurrent layer's can spike); `scheduler` steps after every batch;
     precision "bfloat16" runs the forward pass under CPU autocast to it (train.precision), the
     loss, gradients and weights staying float32."""
-    reduced = precision == "bfloat16" and device.type == "cpu"
+    if device.type != "cpu":
+        precision = "float32"       # CUDA training has no autocast (train.precision: the CPU's)
     model.train()
     total, batches = 0.0, 0
     for batch in progress(loader, desc=desc):
@@ -142,7 +149,7 @@ def train_one_epoch(model: torch.nn.Module, loader: Iterable[dict], codec,
         if augment is not None:
             images = augment(images)
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=reduced):
+        with cpu_autocast(precision):
             logits = model(images)
         loss = codec.loss(logits.float(), targets)
         loss.backward()

@@ -12,6 +12,7 @@ import copy
 import torch
 from torch import nn
 
+from .engine import cpu_autocast
 from .runtime import resolve_precision
 
 
@@ -52,7 +53,7 @@ class BFloat16Autocast(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with cpu_autocast("bfloat16"):
             return self.model(images).float()
 
 
