@@ -81,6 +81,12 @@ def epochs_trained(model: Path) -> str:
 def measure(name: str, source: Path, out: Path, train_args: list[str]) -> dict:
     target = out / name
     train, test = split(source, target)
+    return train_and_read(name, target, train, test, train_args)
+
+
+def train_and_read(name: str, target: Path, train: int, test: int,
+                   train_args: list[str]) -> dict:
+    """Train on target/train and read target/test as a user would; returns the table's row."""
     model = target / "model.pt"
     seconds = run([sys.executable, "-m", "jobs.train", "--input", str(target / "train"),
                    "--output", str(model), *train_args], target / "train.log")
