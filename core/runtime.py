@@ -43,7 +43,10 @@ def amx_bfloat16() -> bool:
     import torch
 
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)   # torch's own dispatch test
-    return bool(probe and probe())
+    if probe is not None:
+        return bool(probe())
+    # a private function: where a torch lacks it, the kernel's CPU flags say the same
+    return {"amx_tile", "amx_bf16"} <= set(_cpuinfo("flags").split())
 
 
 def resolve_precision(cpu_precision: str, device: torch.device) -> str:
@@ -72,14 +75,25 @@ def available_cores() -> int:
 def cpu_name() -> str:
     """The processor's model name where the system says it (benchmarks print it: speeds and
     training times depend on it), else the machine type."""
+    return (_cpuinfo("model name", "cpu model") or platform.processor()
+            or platform.machine())
+
+
+CPUINFO = "/proc/cpuinfo"
+
+
+def _cpuinfo(*fields: str) -> str:
+    """The first processor's value of the first of `fields` that Linux's /proc/cpuinfo gives;
+    "" where there is none (another system)."""
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
+        with open(CPUINFO, encoding="utf-8") as f:
             for line in f:
-                if line.lower().startswith(("model name", "cpu model")):
-                    return line.split(":", 1)[1].strip()
+                name, _, value = line.partition(":")
+                if name.strip().lower() in fields:
+                    return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return ""
 
 
 def resolve_workers(workers: int, device: torch.device | None = None,

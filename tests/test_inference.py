@@ -54,6 +54,21 @@ def test_precision_follows_the_setting_and_the_cpu(monkeypatch):
     assert runtime.read_on(cpu, "bfloat16") == "cpu (bfloat16)"
 
 
+def test_amx_is_read_from_the_cpu_flags_where_torch_has_no_probe(monkeypatch, tmp_path):
+    import core.runtime as runtime
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(runtime, "CPUINFO", str(cpuinfo))
+    head = "processor\t: 0\nmodel name\t: Some CPU @ 2.0GHz\n"
+    cpuinfo.write_text(head + "flags\t\t: fpu avx512f amx_bf16 avx512_bf16 amx_tile amx_int8\n")
+    assert runtime.amx_bfloat16() is True
+    assert runtime.cpu_name() == "Some CPU @ 2.0GHz"
+    cpuinfo.write_text(head + "flags\t\t: fpu avx512f avx512_bf16\n")    # BF16, no tiles
+    assert runtime.amx_bfloat16() is False
+    cpuinfo.unlink()                                                     # not Linux
+    assert runtime.amx_bfloat16() is False
+
+
 @pytest.mark.parametrize("arch", ["crnn", "wide-pos"])
 def test_bfloat16_autocast_gives_float32_logits_near_the_exact_ones(arch):
     torch.manual_seed(0)
