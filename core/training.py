@@ -126,7 +126,8 @@ def _folder_settings(cfg: Config, folder: str, say: Callable[[str], None]) -> Co
 
 
 def _labelled_items(folder: str, cfg: Config, corrections: dict[str, str],
-                    say: Callable[[str], None]) -> list[Item]:
+                    say: Callable[[str], None]) -> tuple[list[Item], dict[str, str]]:
+    """The folder's labelled items, and every file left out, with why."""
     items = scan_folder(folder, cfg.labels)
     if corrections:
         try:
@@ -138,11 +139,44 @@ def _labelled_items(folder: str, cfg: Config, corrections: dict[str, str],
     if skipped:
         reasons = ", ".join(f"{n} {why}" for why, n in skipped.most_common())
         say(f"skipped {sum(skipped.values())} of {len(items)} files in {folder} that carry no "
-            f"valid label: {reasons}")
+            f"valid label: {reasons} (listed in the model's .left_out.csv)")
     if len(labelled) < 2:
         raise TrainingError(f"{folder} has {len(labelled)} labelled images; training needs at "
                             "least 2")
-    return labelled
+    return labelled, {i.path: f"no valid label: {i.unlabelled_why}"
+                      for i in items if i.label is None}
+
+
+class _Unreadable:
+    """The training and validation files that could not be decoded, noted as their loaders
+    hand out batches (a damaged file's target is ignored: it is left out of training), so the
+    run can say which they were."""
+
+    def __init__(self):
+        self.found: dict[str, str] = {}   # path -> why
+
+    def watch(self, loader, items: list[Item]):
+        return _Watched(loader, items, self.found)
+
+
+class _Watched:
+    """A loader whose batches' decoding errors go into `found`; otherwise the loader itself."""
+
+    def __init__(self, loader, items: list[Item], found: dict[str, str]):
+        self.loader, self.items, self.found = loader, items, found
+
+    def __iter__(self):
+        for batch in self.loader:
+            for index, error in zip(torch.as_tensor(batch["index"]).tolist(), batch["error"]):
+                if error:
+                    self.found.setdefault(self.items[index].path, f"unreadable: {error}")
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str):
+        return getattr(self.loader, name)
 
 
 class _Record:
@@ -205,7 +239,8 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
             corrections = read_corrections(plan.corrections, cfg.labels)
         except CorrectionsError as exc:
             raise TrainingError(str(exc)) from None
-    items = _labelled_items(plan.input, cfg, corrections, say)
+    items, left_out = _labelled_items(plan.input, cfg, corrections, say)
+    unreadable = _Unreadable()
     try:
         train_items, val_items = split_items([i for i in items if i.path not in corrections],
                                              cfg.train.val_fraction, cfg.train.seed)
@@ -230,8 +265,9 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
         workers = cfg.runtime.workers
         if held:  # decoded once, on every core; then batches are copies in this process
             dataset, workers = MemoryDataset(dataset, resolve_workers(workers)), 0
-        return make_loader(dataset, batch_size, workers, device, shuffle=shuffle,
-                           seed=cfg.train.seed, persistent=True)
+        return unreadable.watch(make_loader(dataset, batch_size, workers, device,
+                                            shuffle=shuffle, seed=cfg.train.seed,
+                                            persistent=True), items)
 
     epochs = cfg.train.epochs_for(len(train_items))
     state_path = plan.output.with_suffix(".state.pt")
@@ -264,6 +300,24 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
     if corrections:
         summary["corrections"] = {"file": str(plan.corrections), "labels": len(corrections)}
     record = _Record(model, cfg, plan.output, epochs, rows, summary, say)
+    left_out_csv = plan.output.with_suffix(".left_out.csv")   # every file not learnt from
+    left_out_csv.unlink(missing_ok=True)                       # (an earlier run's is stale)
+    if left_out:
+        write_csv(left_out_csv, ["path", "why"], sorted(left_out.items()))
+    reported = False
+
+    def on_epoch(e: EpochResult, improved: bool) -> None:
+        nonlocal reported
+        record.on_epoch(e, improved)
+        if unreadable.found and not reported:   # every file has been decoded once by now
+            reported = True
+            write_csv(left_out_csv, ["path", "why"],
+                      sorted({**left_out, **unreadable.found}.items()))
+            first = ", ".join(f"{path} ({why})"
+                              for path, why in sorted(unreadable.found.items())[:3])
+            say(f"left out {len(unreadable.found)} files that could not be read: {first}"
+                + (", ..." if len(unreadable.found) > 3 else "")
+                + f"; every file left out is in {left_out_csv}")
 
     say(f"{epochs} epochs of {len(train_items)} images"
         + (" (train.epochs auto)" if cfg.train.epochs == "auto" else ""))
@@ -272,7 +326,7 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
     val_loader = loader(val_items, plan.input, False, cfg.runtime.batch_size, hold)
     result = fit(model, loader(train_items, plan.input, True, cfg.train.batch_size, hold),
                  val_loader, codec, device, epochs, cfg.train.lr, cfg.train.lr_schedule,
-                 on_epoch=record.on_epoch, progress=progress, augment=build_augment(cfg.augment),
+                 on_epoch=on_epoch, progress=progress, augment=build_augment(cfg.augment),
                  optimizer=cfg.train.optimizer, weight_decay=cfg.train.weight_decay,
                  clip=cfg.train.clip or None, settled=cfg.train.settled,
                  resume_from=resume_from, precision=cfg.train.precision,

@@ -285,3 +285,31 @@ def test_holding_the_images_in_memory_trains_exactly_as_decoding_them_every_epoc
         with open(model.with_suffix(".history.csv")) as f:
             histories[hold] = [(r["train_loss"], r["val_loss"]) for r in csv.DictReader(f)]
     assert len(histories["true"]) == 2 and histories["true"] == histories["false"]
+
+
+@pytest.mark.parametrize("hold", ["true", "false"])
+def test_files_left_out_of_training_are_named_with_why(short_labels, tmp_path, hold):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for image in sorted(short_labels.glob("*.png"))[:40]:
+        (folder / image.name).write_bytes(image.read_bytes())
+    (folder / "ABC_d1.png").write_bytes(b"not a png at all")       # labelled, but damaged
+    (folder / "BAD_d2.png").write_bytes(b"")
+    (folder / "notes.txt").write_text("hello")                     # no label of the alphabet
+    (tmp_path / "c.yaml").write_text(f"image:\n  height: 24\nruntime:\n  in_memory: {hold}\n")
+    model = tmp_path / "m.pt"
+    proc = run("jobs.train", "--input", str(folder), "--output", str(model), "--epochs", "2",
+               "--workers", "0", "--config", str(tmp_path / "c.yaml"))
+    assert ("left out 2 files that could not be read: ABC_d1.png (unreadable: not an image), "
+            "BAD_d2.png (unreadable: empty file)") in proc.stdout
+    rows = {r["path"]: r["why"] for r in read_csv(model.with_suffix(".left_out.csv"))}
+    assert rows == {"ABC_d1.png": "unreadable: not an image",
+                    "BAD_d2.png": "unreadable: empty file",
+                    "notes.txt": "no valid label: character outside the alphabet"}
+    if hold == "true":   # a later run with nothing left out leaves no stale list behind
+        for name in rows:
+            (folder / name).unlink()
+        proc = run("jobs.train", "--input", str(folder), "--output", str(model), "--epochs",
+                   "1", "--workers", "0", "--config", str(tmp_path / "c.yaml"))
+        assert "left out" not in proc.stdout
+        assert not model.with_suffix(".left_out.csv").exists()
