@@ -148,6 +148,12 @@ _GAP = 0.35              # image.crop packed: the widest run of empty columns ke
                          # spaces between letters are a tenth to a fifth of it)
 _THIN_INK = 0.2          # image.crop packed: a column with this share of the text's height in
                          # ink (thin strokes included) is not empty
+_THIN_CHARACTER = (0.4, 1.5)  # a piece of thin ink (the erosion removes it) beside the thick
+                         # text is a character of a hairline face when its height is within
+                         # these shares of the text's, it is no wider than the larger one, and
+_STROKE = 1.5            # it holds at least this many pixels of ink per pixel of its length:
+                         # thicker than a 1-pixel line (the fragments of lines drawn across
+                         # a captcha hold one)
 
 
 def content_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -181,7 +187,32 @@ def _text_pieces(image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     _, _, stats, _ = cv2.connectedComponentsWithStats(cv2.erode(ink, np.ones((2, 2), np.uint8)))
     stats = stats[1:]                                      # row 0: the background
     pieces = stats[stats[:, cv2.CC_STAT_AREA] >= _SPECK * stats[:, cv2.CC_STAT_AREA].sum()]
-    return (pieces, ink) if len(pieces) else None
+    if not len(pieces):
+        return None
+    return np.concatenate((pieces, _thin_characters(pieces, ink))), ink
+
+
+def _thin_characters(pieces: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """The pieces of all ink (statistics rows as in _text_pieces) that are characters of a
+    hairline face beside the thick text `pieces`: within its rows, clear of its columns, of a
+    character's size (_THIN_CHARACTER) and thicker than a line (_STROKE). Without them a
+    thin character at either end of the text fell outside the box (docs/accuracy.md)."""
+    top = pieces[:, cv2.CC_STAT_TOP].min()
+    bottom = (pieces[:, cv2.CC_STAT_TOP] + pieces[:, cv2.CC_STAT_HEIGHT]).max()
+    height = bottom - top
+    _, _, stats, _ = cv2.connectedComponentsWithStats(ink)
+    stats = stats[1:]
+    h, w = stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_WIDTH]
+    left, middle = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP] + h / 2
+    low, high = _THIN_CHARACTER
+    sized = ((h >= low * height) & (h <= high * height) & (w <= high * height)
+             & (middle >= top) & (middle <= bottom)
+             & (stats[:, cv2.CC_STAT_AREA] >= _STROKE * np.maximum(h, w)))
+    piece_left = pieces[:, cv2.CC_STAT_LEFT]
+    piece_right = piece_left + pieces[:, cv2.CC_STAT_WIDTH]
+    overlaps = ((left[:, None] < piece_right[None, :])
+                & (left[:, None] + w[:, None] > piece_left[None, :])).any(axis=1)
+    return stats[sized & ~overlaps]
 
 
 def _box(pieces: np.ndarray, h: int, w: int) -> tuple[int, int, int, int]:

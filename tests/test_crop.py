@@ -46,6 +46,25 @@ def test_the_box_holds_the_text_and_a_margin_but_not_the_lines_across_the_image(
     assert box[2] >= left - margin - 2 and box[3] <= right + margin + 2
 
 
+def test_a_hairline_character_beside_the_text_is_in_the_box_a_line_fragment_is_not():
+    image = framed_text(lines=False)   # (a line across a character makes them one long piece)
+    top, bottom, left, right = TEXT
+    without = content_box(image)
+    # a short 1-pixel line fragment of a character's height, left of the text: not text
+    cv2.line(image, (left - 60, top + 2), (left - 50, bottom - 3), (0, 0, 0), 1)
+    assert content_box(image) == without
+    # an O of a hairline face (1 pixel thick: the erosion removes it), right of the text
+    centre = (right + 60, (top + bottom) // 2)
+    cv2.ellipse(image, centre, (9, 12), 0, 0, 360, (200, 120, 220), 1)
+    box = content_box(image)
+    margin = round(0.25 * (bottom - top))
+    assert box[:3] == without[:3]
+    assert box[3] == min(image.shape[1], centre[0] + 10 + margin)
+    packed = crop_to_content(image, close_gaps=True)   # kept, and the gap before it closed
+    assert colour_count(packed, (200, 120, 220)) == colour_count(image, (200, 120, 220)) > 0
+    assert packed.shape[1] < box[3] - box[2]
+
+
 def test_no_box_on_a_noisy_background_or_an_empty_image():
     noisy = np.random.default_rng(0).integers(0, 256, (80, 400, 3), dtype=np.uint8)
     assert content_box(noisy) is None
