@@ -184,12 +184,20 @@ def _text_pieces(image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     distance = cv2.absdiff(image, (*background.tolist(), 0.0))
     ink = (np.maximum(np.maximum(distance[..., 0], distance[..., 1]), distance[..., 2])
            > _INK_LEVEL).astype(np.uint8)
-    _, _, stats, _ = cv2.connectedComponentsWithStats(cv2.erode(ink, np.ones((2, 2), np.uint8)))
-    stats = stats[1:]                                      # row 0: the background
+    stats = _components(cv2.erode(ink, np.ones((2, 2), np.uint8)))
     pieces = stats[stats[:, cv2.CC_STAT_AREA] >= _SPECK * stats[:, cv2.CC_STAT_AREA].sum()]
     if not len(pieces):
         return None
     return np.concatenate((pieces, _thin_characters(pieces, ink))), ink
+
+
+def _components(mask: np.ndarray) -> np.ndarray:
+    """OpenCV's statistics of the 8-connected pieces of a 0/1 mask, less the background's row.
+    16-bit labels where they cannot overflow, in half the time of 32-bit ones: 8-connected
+    pieces never touch, so each 2x2 block of the mask holds pixels of one piece at most."""
+    h, w = mask.shape
+    ltype = cv2.CV_16U if ((h + 1) // 2) * ((w + 1) // 2) < 65535 else cv2.CV_32S
+    return cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=ltype)[2][1:]
 
 
 def _thin_characters(pieces: np.ndarray, ink: np.ndarray) -> np.ndarray:
@@ -200,8 +208,7 @@ def _thin_characters(pieces: np.ndarray, ink: np.ndarray) -> np.ndarray:
     top = pieces[:, cv2.CC_STAT_TOP].min()
     bottom = (pieces[:, cv2.CC_STAT_TOP] + pieces[:, cv2.CC_STAT_HEIGHT]).max()
     height = bottom - top
-    _, _, stats, _ = cv2.connectedComponentsWithStats(ink)
-    stats = stats[1:]
+    stats = _components(ink)
     h, w = stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_WIDTH]
     left, middle = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP] + h / 2
     low, high = _THIN_CHARACTER
