@@ -147,20 +147,39 @@ def _labelled_items(folder: str, cfg: Config, corrections: dict[str, str],
                       for i in items if i.label is None}
 
 
-class _Unreadable:
-    """The training and validation files that could not be decoded, noted as their loaders
-    hand out batches (a damaged file's target is ignored: it is left out of training), so the
-    run can say which they were."""
+class _LeftOut:
+    """Every file of the training folder that is not learnt from, with why, in `path` (the
+    model's .left_out.csv; none when every file was): those without a valid label, known
+    before training, and those that cannot be read, known once the loaders it watches have
+    handed out every file (after the first epoch), when the run says which they were."""
 
-    def __init__(self):
-        self.found: dict[str, str] = {}   # path -> why
+    def __init__(self, path: Path, unlabelled: dict[str, str], say: Callable[[str], None]):
+        self.path, self.unlabelled, self.say = path, unlabelled, say
+        self.unreadable: dict[str, str] = {}
+        self.reported = False
+        path.unlink(missing_ok=True)   # an earlier run's list is stale
+        if unlabelled:
+            write_csv(path, ["path", "why"], sorted(unlabelled.items()))
 
-    def watch(self, loader, items: list[Item]):
-        return _Watched(loader, items, self.found)
+    def watch(self, loader, items: list[Item]) -> _Watched:
+        return _Watched(loader, items, self.unreadable)
+
+    def after_epoch(self) -> None:
+        if not self.unreadable or self.reported:
+            return
+        self.reported = True
+        write_csv(self.path, ["path", "why"], sorted({**self.unlabelled,
+                                                      **self.unreadable}.items()))
+        first = ", ".join(f"{path} ({why})" for path, why in sorted(self.unreadable.items())[:3])
+        self.say(f"left out {len(self.unreadable)} files that could not be read: {first}"
+                 + (", ..." if len(self.unreadable) > 3 else "")
+                 + f"; every file left out is in {self.path}")
 
 
 class _Watched:
-    """A loader whose batches' decoding errors go into `found`; otherwise the loader itself."""
+    """A loader whose batches' decoding errors go into `found` (path -> why), otherwise the
+    loader itself: a damaged file's target is ignored, leaving it out of training, and the
+    run says which files those were."""
 
     def __init__(self, loader, items: list[Item], found: dict[str, str]):
         self.loader, self.items, self.found = loader, items, found
@@ -239,8 +258,7 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
             corrections = read_corrections(plan.corrections, cfg.labels)
         except CorrectionsError as exc:
             raise TrainingError(str(exc)) from None
-    items, left_out = _labelled_items(plan.input, cfg, corrections, say)
-    unreadable = _Unreadable()
+    items, unlabelled = _labelled_items(plan.input, cfg, corrections, say)
     try:
         train_items, val_items = split_items([i for i in items if i.path not in corrections],
                                              cfg.train.val_fraction, cfg.train.seed)
@@ -265,9 +283,8 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
         workers = cfg.runtime.workers
         if held:  # decoded once, on every core; then batches are copies in this process
             dataset, workers = MemoryDataset(dataset, resolve_workers(workers)), 0
-        return unreadable.watch(make_loader(dataset, batch_size, workers, device,
-                                            shuffle=shuffle, seed=cfg.train.seed,
-                                            persistent=True), items)
+        return make_loader(dataset, batch_size, workers, device, shuffle=shuffle,
+                           seed=cfg.train.seed, persistent=True)
 
     epochs = cfg.train.epochs_for(len(train_items))
     state_path = plan.output.with_suffix(".state.pt")
@@ -300,32 +317,22 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
     if corrections:
         summary["corrections"] = {"file": str(plan.corrections), "labels": len(corrections)}
     record = _Record(model, cfg, plan.output, epochs, rows, summary, say)
-    left_out_csv = plan.output.with_suffix(".left_out.csv")   # every file not learnt from
-    left_out_csv.unlink(missing_ok=True)                       # (an earlier run's is stale)
-    if left_out:
-        write_csv(left_out_csv, ["path", "why"], sorted(left_out.items()))
-    reported = False
+    left_out = _LeftOut(plan.output.with_suffix(".left_out.csv"), unlabelled, say)
 
     def on_epoch(e: EpochResult, improved: bool) -> None:
-        nonlocal reported
         record.on_epoch(e, improved)
-        if unreadable.found and not reported:   # every file has been decoded once by now
-            reported = True
-            write_csv(left_out_csv, ["path", "why"],
-                      sorted({**left_out, **unreadable.found}.items()))
-            first = ", ".join(f"{path} ({why})"
-                              for path, why in sorted(unreadable.found.items())[:3])
-            say(f"left out {len(unreadable.found)} files that could not be read: {first}"
-                + (", ..." if len(unreadable.found) > 3 else "")
-                + f"; every file left out is in {left_out_csv}")
+        left_out.after_epoch()
 
     say(f"{epochs} epochs of {len(train_items)} images"
         + (" (train.epochs auto)" if cfg.train.epochs == "auto" else ""))
     say("epoch\ttrain loss\tval loss\tchars ok (%)\tcaptchas ok (%)")
     start = time.monotonic()
-    val_loader = loader(val_items, plan.input, False, cfg.runtime.batch_size, hold)
-    result = fit(model, loader(train_items, plan.input, True, cfg.train.batch_size, hold),
-                 val_loader, codec, device, epochs, cfg.train.lr, cfg.train.lr_schedule,
+    val_loader = left_out.watch(loader(val_items, plan.input, False, cfg.runtime.batch_size,
+                                       hold), val_items)
+    train_loader = left_out.watch(loader(train_items, plan.input, True, cfg.train.batch_size,
+                                         hold), train_items)
+    result = fit(model, train_loader, val_loader, codec, device, epochs, cfg.train.lr,
+                 cfg.train.lr_schedule,
                  on_epoch=on_epoch, progress=progress, augment=build_augment(cfg.augment),
                  optimizer=cfg.train.optimizer, weight_decay=cfg.train.weight_decay,
                  clip=cfg.train.clip or None, settled=cfg.train.settled,
