@@ -205,8 +205,7 @@ def _thin_characters(pieces: np.ndarray, ink: np.ndarray) -> np.ndarray:
     hairline face beside the thick text `pieces`: within its rows, clear of its columns, of a
     character's size (_THIN_CHARACTER) and thicker than a line (_STROKE). Without them a
     thin character at either end of the text fell outside the box (docs/accuracy.md)."""
-    top = pieces[:, cv2.CC_STAT_TOP].min()
-    bottom = (pieces[:, cv2.CC_STAT_TOP] + pieces[:, cv2.CC_STAT_HEIGHT]).max()
+    top, bottom = _rows(pieces)
     height = bottom - top
     stats = _components(ink)
     h, w = stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_WIDTH]
@@ -222,10 +221,15 @@ def _thin_characters(pieces: np.ndarray, ink: np.ndarray) -> np.ndarray:
     return stats[sized & ~overlaps]
 
 
+def _rows(pieces: np.ndarray) -> tuple[int, int]:
+    """The first row of the text `pieces` and the row past their last."""
+    return (pieces[:, cv2.CC_STAT_TOP].min(),
+            (pieces[:, cv2.CC_STAT_TOP] + pieces[:, cv2.CC_STAT_HEIGHT]).max())
+
+
 def _box(pieces: np.ndarray, h: int, w: int) -> tuple[int, int, int, int]:
-    left, top = pieces[:, cv2.CC_STAT_LEFT].min(), pieces[:, cv2.CC_STAT_TOP].min()
+    (top, bottom), left = _rows(pieces), pieces[:, cv2.CC_STAT_LEFT].min()
     right = (pieces[:, cv2.CC_STAT_LEFT] + pieces[:, cv2.CC_STAT_WIDTH]).max()
-    bottom = (pieces[:, cv2.CC_STAT_TOP] + pieces[:, cv2.CC_STAT_HEIGHT]).max()
     margin = round(_MARGIN * (bottom - top))
     return (max(0, int(top) - margin), min(h, int(bottom) + margin),
             max(0, int(left) - margin), min(w, int(right) + margin))
@@ -258,8 +262,8 @@ def _close_gaps(cut: np.ndarray, pieces: np.ndarray, ink: np.ndarray,
     reached = np.zeros(right - left + 1, np.int32)       # +1 where a piece starts, -1 past it
     np.add.at(reached, starts, 1)
     np.add.at(reached, ends, -1)
-    height = int((pieces[:, cv2.CC_STAT_TOP] + pieces[:, cv2.CC_STAT_HEIGHT]).max()
-                 - pieces[:, cv2.CC_STAT_TOP].min())
+    text_top, text_bottom = _rows(pieces)
+    height = int(text_bottom - text_top)
     thin = ink[top:bottom, left:right].sum(axis=0, dtype=np.int32) >= _THIN_INK * height
     empty = (np.cumsum(reached[:-1]) == 0) & ~thin
     first, last = int(starts.min()), int(ends.max())

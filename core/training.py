@@ -159,17 +159,20 @@ class _LeftOut:
         self.reported = False
         path.unlink(missing_ok=True)   # an earlier run's list is stale
         if unlabelled:
-            write_csv(path, ["path", "why"], sorted(unlabelled.items()))
+            self._write()
 
     def watch(self, loader, items: list[Item]) -> _Watched:
         return _Watched(loader, items, self.unreadable)
+
+    def _write(self) -> None:
+        write_csv(self.path, ["path", "why"], sorted({**self.unlabelled,
+                                                      **self.unreadable}.items()))
 
     def after_epoch(self) -> None:
         if not self.unreadable or self.reported:
             return
         self.reported = True
-        write_csv(self.path, ["path", "why"], sorted({**self.unlabelled,
-                                                      **self.unreadable}.items()))
+        self._write()
         first = ", ".join(f"{path} ({why})" for path, why in sorted(self.unreadable.items())[:3])
         self.say(f"left out {len(self.unreadable)} files that could not be read: {first}"
                  + (", ..." if len(self.unreadable) > 3 else "")
