@@ -154,6 +154,11 @@ _THIN_CHARACTER = (0.4, 1.5)  # a piece of thin ink (the erosion removes it) bes
 _STROKE = 1.5            # it holds at least this many pixels of ink per pixel of its length:
                          # thicker than a 1-pixel line (the fragments of lines drawn across
                          # a captcha hold one)
+_FAINT_LEVEL = 12        # a character drawn fainter than _INK_LEVEL (a light colour of several)
+                         # is looked for as well in the ink this far from the background, when
+_BREADTH = 0.25          # the smallest rotated rectangle around it is at least this share of
+                         # the text's height across: at this level a line's fragment can be
+                         # thick (JPEG, anti-aliasing), but it stays narrow across its length
 
 
 def content_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -182,32 +187,39 @@ def _text_pieces(image: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     # OpenCV's saturating difference from a scalar, then the largest of the three channels by
     # two elementwise maxima: 30 times faster than the same in int16 numpy with max(axis=2)
     distance = cv2.absdiff(image, (*background.tolist(), 0.0))
-    ink = (np.maximum(np.maximum(distance[..., 0], distance[..., 1]), distance[..., 2])
-           > _INK_LEVEL).astype(np.uint8)
-    stats = _components(cv2.erode(ink, np.ones((2, 2), np.uint8)))
+    distance = np.maximum(np.maximum(distance[..., 0], distance[..., 1]), distance[..., 2])
+    ink = (distance > _INK_LEVEL).astype(np.uint8)
+    stats, _ = _components(cv2.erode(ink, np.ones((2, 2), np.uint8)))
     pieces = stats[stats[:, cv2.CC_STAT_AREA] >= _SPECK * stats[:, cv2.CC_STAT_AREA].sum()]
     if not len(pieces):
         return None
-    return np.concatenate((pieces, _thin_characters(pieces, ink))), ink
+    faint = (distance > _FAINT_LEVEL).astype(np.uint8)
+    return np.concatenate((pieces, _thin_characters(pieces, ink),
+                           _thin_characters(pieces, faint, broad=True))), ink
 
 
-def _components(mask: np.ndarray) -> np.ndarray:
-    """OpenCV's statistics of the 8-connected pieces of a 0/1 mask, less the background's row.
-    16-bit labels where they cannot overflow, in half the time of 32-bit ones: 8-connected
-    pieces never touch, so each 2x2 block of the mask holds pixels of one piece at most."""
+def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's statistics of the 8-connected pieces of a 0/1 mask, less the background's row,
+    and the label image (piece i labelled i + 1). 16-bit labels where they cannot overflow, in
+    half the time of 32-bit ones: 8-connected pieces never touch, so each 2x2 block of the
+    mask holds pixels of one piece at most."""
     h, w = mask.shape
     ltype = cv2.CV_16U if ((h + 1) // 2) * ((w + 1) // 2) < 65535 else cv2.CV_32S
-    return cv2.connectedComponentsWithStats(mask, connectivity=8, ltype=ltype)[2][1:]
+    _, label_image, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8,
+                                                                ltype=ltype)
+    return stats[1:], label_image
 
 
-def _thin_characters(pieces: np.ndarray, ink: np.ndarray) -> np.ndarray:
-    """The pieces of all ink (statistics rows as in _text_pieces) that are characters of a
+def _thin_characters(pieces: np.ndarray, ink: np.ndarray, broad: bool = False) -> np.ndarray:
+    """The pieces of all `ink` (statistics rows as in _text_pieces) that are characters of a
     hairline face beside the thick text `pieces`: within its rows, clear of its columns, of a
-    character's size (_THIN_CHARACTER) and thicker than a line (_STROKE). Without them a
-    thin character at either end of the text fell outside the box (docs/accuracy.md)."""
+    character's size (_THIN_CHARACTER) and thicker than a line (_STROKE); with `broad` (ink
+    at _FAINT_LEVEL, for characters fainter than the rest), also broad across (_BREADTH).
+    Without them a thin or faint character at either end of the text fell outside the box
+    (docs/accuracy.md)."""
     top, bottom = _rows(pieces)
     height = bottom - top
-    stats = _components(ink)
+    stats, label_image = _components(ink)
     h, w = stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_WIDTH]
     left, middle = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP] + h / 2
     low, high = _THIN_CHARACTER
@@ -218,7 +230,17 @@ def _thin_characters(pieces: np.ndarray, ink: np.ndarray) -> np.ndarray:
     piece_right = piece_left + pieces[:, cv2.CC_STAT_WIDTH]
     overlaps = ((left[:, None] < piece_right[None, :])
                 & (left[:, None] + w[:, None] > piece_left[None, :])).any(axis=1)
-    return stats[sized & ~overlaps]
+    found = np.flatnonzero(sized & ~overlaps)
+    if broad:
+        found = [i for i in found if _breadth(label_image, stats[i], i + 1) >= _BREADTH * height]
+    return stats[found]
+
+
+def _breadth(label_image: np.ndarray, stat: np.ndarray, label: int) -> float:
+    """The shorter side of the smallest rotated rectangle around the piece `label`."""
+    x, y, w, h = stat[:4]
+    ys, xs = np.nonzero(label_image[y:y + h, x:x + w] == label)
+    return min(cv2.minAreaRect(np.stack((xs, ys), axis=1).astype(np.float32))[1])
 
 
 def _rows(pieces: np.ndarray) -> tuple[int, int]:
