@@ -39,8 +39,9 @@ def rate(run, x: torch.Tensor) -> float:
     return REPEATS * BATCH / (time.perf_counter() - start)
 
 
-def stage_times(model, x: torch.Tensor) -> dict[str, float]:
-    """Seconds each stage of a SequenceNet (for_inference's rewrite) took on `x`, in order."""
+def stage_times(model, x: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+    """Seconds each stage of a SequenceNet (for_inference's rewrite) took on `x`, in order, and
+    the logits the stages gave (the model's own, tests/test_models.py checks)."""
     times: dict[str, float] = {}
 
     def timed(name, run, value):
@@ -58,8 +59,7 @@ def stage_times(model, x: torch.Tensor) -> dict[str, float]:
         y = timed(f"convolution {convolution} (+ pool, ReLU)", layer, y)
     y = timed("projection", lambda t: F.relu(model.project(t.permute(0, 3, 1, 2).flatten(2))), y)
     y = timed("LSTM", lambda t: model.sequence(t)[0], y)
-    timed("output layer", model.heads[0], y)
-    return times
+    return times, timed("output layer", model.heads[0], y)
 
 
 def print_layers(models: dict, x: torch.Tensor, rounds: int) -> None:
@@ -68,7 +68,7 @@ def print_layers(models: dict, x: torch.Tensor, rounds: int) -> None:
         for _ in range(rounds):
             for a, m in models.items():
                 stage_times(m, x)   # warm-up
-                samples[a].append(stage_times(m, x))
+                samples[a].append(stage_times(m, x)[0])
     for a, runs in samples.items():
         print(f"\n`{a}` at {x.shape[3]}x48, microseconds per image (median):\n\n"
               "| stage | us |\n|---|---:|")

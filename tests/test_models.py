@@ -150,3 +150,20 @@ def test_maxpool2x2_passes_gradient_to_the_maxima_only():
     x = torch.tensor([[[[1.0, 5.0], [3.0, 2.0]]]], requires_grad=True)
     MaxPool2x2()(x).sum().backward()
     assert x.grad.tolist() == [[[[0.0, 1.0], [0.0, 0.0]]]]
+
+
+@pytest.mark.parametrize("arch", ["crnn", "crnn-fast"])
+def test_the_speed_benchmarks_stages_compute_what_the_model_does(arch):
+    """benchmarks/sequence_speed.py --layers times a SequenceNet stage by stage; its stages must
+    stay the model's forward pass, or it times another network."""
+    from benchmarks.sequence_speed import stage_times
+    from core.inference import for_inference
+    torch.manual_seed(0)
+    model = for_inference(build_model(arch, ModelSpec(48, 96, 3, 11)))
+    x = torch.randint(0, 256, (2, 3, 48, 96), dtype=torch.uint8)
+    with torch.inference_mode():
+        times, logits = stage_times(model, x)
+        expected = model(x)
+    assert list(times)[0] == "input" and list(times)[-3:] == ["projection", "LSTM", "output layer"]
+    assert sum(name.startswith("convolution") for name in times) == 4
+    torch.testing.assert_close(logits, expected)
