@@ -56,12 +56,19 @@ def test_a_hairline_character_beside_the_text_is_in_the_box_a_line_fragment_is_n
     # an O of a hairline face (1 pixel thick: the erosion removes it), right of the text
     centre = (right + 60, (top + bottom) // 2)
     cv2.ellipse(image, centre, (9, 12), 0, 0, 360, (200, 120, 220), 1)
+    assert_kept_right_of_the_text(image, without, centre[0] + 10, (200, 120, 220))
+
+
+def assert_kept_right_of_the_text(image, without, end, colour):
+    """The box of `image` is `without` (its box before a character was drawn right of the
+    text) reaching to the character's `end` column (exclusive) and a margin, and the packed
+    crop keeps every pixel of the character's `colour`, with the gap before it closed."""
+    top, bottom = TEXT[:2]
     box = content_box(image)
-    margin = round(0.25 * (bottom - top))
     assert box[:3] == without[:3]
-    assert box[3] == min(image.shape[1], centre[0] + 10 + margin)
-    packed = crop_to_content(image, close_gaps=True)   # kept, and the gap before it closed
-    assert colour_count(packed, (200, 120, 220)) == colour_count(image, (200, 120, 220)) > 0
+    assert box[3] == min(image.shape[1], end + round(0.25 * (bottom - top)))
+    packed = crop_to_content(image, close_gaps=True)
+    assert colour_count(packed, colour) == colour_count(image, colour) > 0
     assert packed.shape[1] < box[3] - box[2]
 
 
@@ -69,21 +76,15 @@ def test_a_character_fainter_than_the_ink_level_is_in_the_box_a_faint_line_is_no
     image = framed_text(lines=False)
     top, bottom, left, right = TEXT
     without = content_box(image)
-    faint = (238, 238, 238)            # 17 levels from the white background: under the 24 of ink
+    # colours 17 and 18 levels from the white background: under the 24 of ink
     # a faint line's fragment of a character's height, 3 pixels thick (as JPEG smears a
     # 1-pixel line), left of the text: thick enough for the stroke rule, but not broad
-    cv2.line(image, (left - 60, top + 2), (left - 48, bottom - 3), faint, 3)
+    cv2.line(image, (left - 60, top + 2), (left - 48, bottom - 3), (237, 237, 237), 3)
     assert content_box(image) == without
-    # an O of an ordinary weight drawn in the faint colour, right of the text
+    # an O of an ordinary weight drawn in a faint colour, right of the text
     centre = (right + 60, (top + bottom) // 2)
-    cv2.ellipse(image, centre, (8, 9), 0, 0, 360, faint, 3)
-    box = content_box(image)
-    margin = round(0.25 * (bottom - top))
-    assert box[:3] == without[:3]
-    assert box[3] == min(image.shape[1], centre[0] + 11 + margin)
-    packed = crop_to_content(image, close_gaps=True)   # kept, and the gap before it closed
-    assert colour_count(packed, faint) == colour_count(image[:, right:], faint) > 0
-    assert packed.shape[1] < box[3] - box[2]
+    cv2.ellipse(image, centre, (8, 9), 0, 0, 360, (238, 238, 238), 3)
+    assert_kept_right_of_the_text(image, without, centre[0] + 11, (238, 238, 238))
 
 
 def test_no_box_on_a_noisy_background_or_an_empty_image():
