@@ -41,23 +41,29 @@ def in_test_split(name: str) -> bool:
     return int(hashlib.sha256(name.encode()).hexdigest(), 16) % 10 == 0
 
 
-def split(source: Path, target: Path) -> tuple[int, int]:
-    """Hard-link the set's files into target/train and target/test; returns their counts."""
+def split(source: Path, target: Path, put=None, keep=None) -> tuple[int, int]:
+    """The set's files into target/train and target/test by in_test_split; returns their counts.
+    put(file, folder) puts one file into a folder (default: link); keep(names) chooses which
+    of the set's sorted file names are put (default: all)."""
     counts = {"train": 0, "test": 0}
     for part in counts:
         shutil.rmtree(target / part, ignore_errors=True)
         (target / part).mkdir(parents=True)
-    for entry in sorted(os.scandir(source), key=lambda e: e.name):
-        if not entry.is_file():
-            continue
-        part = "test" if in_test_split(entry.name) else "train"
-        destination = target / part / entry.name
-        try:
-            os.link(entry.path, destination)
-        except OSError:
-            shutil.copy2(entry.path, destination)
+    names = sorted(e.name for e in os.scandir(source) if e.is_file())
+    for name in keep(names) if keep else names:
+        part = "test" if in_test_split(name) else "train"
+        (put or link)(source / name, target / part)
         counts[part] += 1
     return counts["train"], counts["test"]
+
+
+def link(file: Path, folder: Path, name: str | None = None) -> None:
+    """A hard link to `file` in `folder`, under its own name or `name` (a copy where the two
+    cannot share it)."""
+    try:
+        os.link(file, folder / (name or file.name))
+    except OSError:
+        shutil.copy2(file, folder / (name or file.name))
 
 
 def run(command: list[str], log: Path) -> float:

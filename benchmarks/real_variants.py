@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
@@ -30,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from core.images import decode_rgb  # noqa: E402
-from real_suite import in_test_split, table, train_and_read  # noqa: E402
+from real_suite import in_test_split, link, split, table, train_and_read  # noqa: E402
 
 # captcha_images_v2's letters (2345678bcdefgmnpwxy) as Cyrillic lower-case letters, no two alike
 CYRILLIC = str.maketrans("bcdefgmnpwxy", "бцдефгмнпшжу")
@@ -64,37 +62,25 @@ def _write(path: Path, rgb: np.ndarray, jpeg_quality: int = 0) -> None:
 
 def build(source: Path, target: Path, change: str, parameter) -> tuple[int, int]:
     """The variant's train and test folders under target; returns their counts."""
-    for part in ("train", "test"):
-        shutil.rmtree(target / part, ignore_errors=True)
-        (target / part).mkdir(parents=True)
-    names = sorted(e.name for e in os.scandir(source) if e.is_file())
-    if change == "fewer":
+    def fewer(names: list[str]) -> list[str]:
         train = sorted((n for n in names if not in_test_split(n)), key=_rank)[:parameter]
-        names = sorted(set(train) | {n for n in names if in_test_split(n)})
-    counts = {"train": 0, "test": 0}
-    for name in names:
-        part = "test" if in_test_split(name) else "train"
-        stem, suffix = os.path.splitext(name)
+        return sorted(set(train) | {n for n in names if in_test_split(n)})
+
+    def put(file: Path, folder: Path) -> None:
         if change == "relabel":
-            destination = target / part / (stem.translate(parameter) + suffix)
+            link(file, folder, file.stem.translate(parameter) + file.suffix)
         elif change == "jpeg":
-            destination = target / part / (stem + ".jpg")
-        else:
-            destination = target / part / name
-        if change == "jpeg":
-            _write(destination, decode_rgb((source / name).read_bytes()), parameter)
+            _write(folder / (file.stem + ".jpg"), decode_rgb(file.read_bytes()), parameter)
         elif change in ("scale", "sizes"):
-            factor = parameter if change == "scale" else parameter[_rank(name) % len(parameter)]
-            rgb = decode_rgb((source / name).read_bytes())
-            _write(destination, cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=(
-                cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)))
+            factor = (parameter if change == "scale"
+                      else parameter[_rank(file.name) % len(parameter)])
+            _write(folder / file.name, cv2.resize(
+                decode_rgb(file.read_bytes()), None, fx=factor, fy=factor,
+                interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC))
         else:
-            try:
-                os.link(source / name, destination)
-            except OSError:
-                shutil.copy2(source / name, destination)
-        counts[part] += 1
-    return counts["train"], counts["test"]
+            link(file, folder)
+
+    return split(source, target, put, fewer if change == "fewer" else None)
 
 
 def main() -> None:

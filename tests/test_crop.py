@@ -46,45 +46,32 @@ def test_the_box_holds_the_text_and_a_margin_but_not_the_lines_across_the_image(
     assert box[2] >= left - margin - 2 and box[3] <= right + margin + 2
 
 
-def test_a_hairline_character_beside_the_text_is_in_the_box_a_line_fragment_is_not():
+@pytest.mark.parametrize("line_end, line_colour, line_width, axes, colour, width, reach", [
+    # a hairline face: a 1-pixel line's fragment is not text; an O of 1-pixel strokes (the
+    # erosion removes it) is
+    (-50, (0, 0, 0), 1, (9, 12), (200, 120, 220), 1, 10),
+    # a faint character, 17 and 18 levels from the white background (under the 24 of ink): a
+    # line's fragment 3 pixels thick (as JPEG smears a 1-pixel line) passes the stroke rule but
+    # is not broad; an O of an ordinary weight in a faint colour is text
+    (-48, (237, 237, 237), 3, (8, 9), (238, 238, 238), 3, 11),
+], ids=["hairline", "faint"])
+def test_a_thin_or_faint_character_beside_the_text_is_in_the_box_a_line_fragment_is_not(
+        line_end, line_colour, line_width, axes, colour, width, reach):
     image = framed_text(lines=False)   # (a line across a character makes them one long piece)
     top, bottom, left, right = TEXT
     without = content_box(image)
-    # a short 1-pixel line fragment of a character's height, left of the text: not text
-    cv2.line(image, (left - 60, top + 2), (left - 50, bottom - 3), (0, 0, 0), 1)
+    # a line's fragment of a character's height, left of the text: not text
+    cv2.line(image, (left - 60, top + 2), (left + line_end, bottom - 3), line_colour, line_width)
     assert content_box(image) == without
-    # an O of a hairline face (1 pixel thick: the erosion removes it), right of the text
+    # an O right of the text: in the box, reaching `reach` columns right of its centre
     centre = (right + 60, (top + bottom) // 2)
-    cv2.ellipse(image, centre, (9, 12), 0, 0, 360, (200, 120, 220), 1)
-    assert_kept_right_of_the_text(image, without, centre[0] + 10, (200, 120, 220))
-
-
-def assert_kept_right_of_the_text(image, without, end, colour):
-    """The box of `image` is `without` (its box before a character was drawn right of the
-    text) reaching to the character's `end` column (exclusive) and a margin, and the packed
-    crop keeps every pixel of the character's `colour`, with the gap before it closed."""
-    top, bottom = TEXT[:2]
+    cv2.ellipse(image, centre, axes, 0, 0, 360, colour, width)
     box = content_box(image)
     assert box[:3] == without[:3]
-    assert box[3] == min(image.shape[1], end + round(0.25 * (bottom - top)))
-    packed = crop_to_content(image, close_gaps=True)
+    assert box[3] == min(image.shape[1], centre[0] + reach + round(0.25 * (bottom - top)))
+    packed = crop_to_content(image, close_gaps=True)   # kept, and the gap before it closed
     assert colour_count(packed, colour) == colour_count(image, colour) > 0
     assert packed.shape[1] < box[3] - box[2]
-
-
-def test_a_character_fainter_than_the_ink_level_is_in_the_box_a_faint_line_is_not():
-    image = framed_text(lines=False)
-    top, bottom, left, right = TEXT
-    without = content_box(image)
-    # colours 17 and 18 levels from the white background: under the 24 of ink
-    # a faint line's fragment of a character's height, 3 pixels thick (as JPEG smears a
-    # 1-pixel line), left of the text: thick enough for the stroke rule, but not broad
-    cv2.line(image, (left - 60, top + 2), (left - 48, bottom - 3), (237, 237, 237), 3)
-    assert content_box(image) == without
-    # an O of an ordinary weight drawn in a faint colour, right of the text
-    centre = (right + 60, (top + bottom) // 2)
-    cv2.ellipse(image, centre, (8, 9), 0, 0, 360, (238, 238, 238), 3)
-    assert_kept_right_of_the_text(image, without, centre[0] + 11, (238, 238, 238))
 
 
 def test_no_box_on_a_noisy_background_or_an_empty_image():
