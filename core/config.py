@@ -19,6 +19,7 @@ import dataclasses
 import math
 import re
 import string
+import unicodedata
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -313,6 +314,13 @@ def _check_labels(labels: LabelConfig, bad, prefix: str = "labels.") -> None:
             raise bad(f"{prefix}alphabet", "must not be empty")
         if len(set(alphabet)) != len(alphabet):
             raise bad(f"{prefix}alphabet", f"repeats characters: {alphabet!r}")
+        composed = unicodedata.normalize("NFC", alphabet)
+        if composed != alphabet:
+            # labels are compared in NFC (core.labels.label_form): a decomposed letter here
+            # would match no label
+            raise bad(f"{prefix}alphabet", "has letters written decomposed (a letter and a "
+                                           "combining mark); write them composed (Unicode NFC): "
+                                           f"{composed!r}")
     if labels.case not in CASE_FOLDS + (AUTO,):
         raise bad(f"{prefix}case", f"must be one of {', '.join(CASE_FOLDS)} or auto, got "
                                    f"{labels.case!r}")

@@ -17,7 +17,9 @@ one line per finding, for the training job to print.
   case is taken to matter and labels are read as written.
 - Lengths: from the shortest label to the longest, leaving out lengths that under RARE_LENGTH
   of the names have (a stray `notes.png` is not a two-character captcha; it is reported).
-- Alphabet: every character of those labels, in code point order (any script).
+- Alphabet: every character of those labels, in code point order (any script), the labels
+  taken in Unicode NFC (core.labels.label_form: a name written decomposed, as macOS writes
+  `é`, reads as the composed letter).
 - Size: from up to 256 images spread over the folder. A sequence model reads them scaled to a
   height of SEQUENCE_HEIGHT at their median aspect ratio (core.images.fit_size), small images
   scaled up: thin strokes need the pixels (72x24 captchas read at 72x24, a frame then 4 pixels
@@ -45,6 +47,7 @@ from pathlib import Path
 from .config import AUTO, ImageConfig, LabelConfig
 from .data import list_files
 from .images import ImageError, crop_to_content, decode_rgb, read_bytes
+from .labels import label_form
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 SEPARATORS = ("_", "-", ".", " ", "+", "~", "#", "=", ",")
@@ -89,13 +92,13 @@ def discover_labels(names: list[str], pinned: LabelConfig) -> tuple[LabelConfig,
         separator = _separator(stems)
         notes.append(f"separator: {separator!r} (the label is what comes before it)" if separator
                      else "separator: none (the whole file name is the label)")
-    raw = [s.split(separator, 1)[0] if separator else s for s in stems]
+    raw = [label_form(s.split(separator, 1)[0] if separator else s, "none") for s in stems]
     raw = [r for r in raw if r]
     case = pinned.case
     if case == AUTO:
         case, why = _case(raw)
         notes.append(f"case: {case} ({why})")
-    folded = [_fold(r, case) for r in raw]
+    folded = [label_form(r, case) for r in raw]
     length = pinned.length
     if length == AUTO:
         counts = collections.Counter(len(f) for f in folded)
@@ -146,10 +149,6 @@ def _case(labels: list[str]) -> tuple[str, str]:
         return major, (f"{rare:.1%} of the letters are {'lower' if major == 'upper' else 'upper'}"
                        f" case: compared case-insensitively")
     return "none", f"both cases common ({rare:.0%} the rarer): case is part of the label"
-
-
-def _fold(text: str, case: str) -> str:
-    return text.upper() if case == "upper" else text.lower() if case == "lower" else text
 
 
 def discover_image(folder: str | Path, paths: list[str], pinned: ImageConfig,

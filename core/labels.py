@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,7 +52,7 @@ def parse_label(filename: str, cfg: LabelConfig) -> tuple[str | None, str]:
     stem = os.path.splitext(os.path.basename(filename))[0]
     if cfg.separator:
         stem = stem.split(cfg.separator, 1)[0]
-    text = fold_case(stem, cfg.case)
+    text = label_form(stem, cfg.case)
     try:
         check_label(text, cfg)
     except LabelError as exc:
@@ -59,7 +60,14 @@ def parse_label(filename: str, cfg: LabelConfig) -> tuple[str | None, str]:
     return text, ""
 
 
-def fold_case(text: str, case: str) -> str:
+def label_form(text: str, case: str) -> str:
+    """A label as written (a file name's stem, a corrected cell) in the form labels are compared
+    and trained in: Unicode NFC, then folded to `case` ("upper", "lower" or "none"). NFC because
+    the same name can arrive in two spellings: macOS and some archivers write an accented or
+    breved letter decomposed (`й` as `и` and a combining breve), most other systems composed;
+    read as written, the decomposed one would be a character longer and put the bare mark in
+    the alphabet."""
+    text = unicodedata.normalize("NFC", text)
     return text.upper() if case == "upper" else text.lower() if case == "lower" else text
 
 

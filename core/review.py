@@ -26,7 +26,7 @@ from .calibration import CalibrationBins
 from .config import LabelConfig, ReviewConfig
 from .data import Item
 from .files import atomic_csv, open_csv, read_cell, read_number, write_csv
-from .labels import LabelError, check_label, fold_case
+from .labels import LabelError, check_label, label_form
 
 REVIEW_COLUMNS = ["path", "label", "prediction", "confidence", "corrected"]
 SUSPECT_COLUMNS = ["rank", "path", "label", "prediction", "confidence", "label_probability",
@@ -138,7 +138,7 @@ def read_corrections(path: str | Path, labels: LabelConfig) -> dict[str, str]:
             raise CorrectionsError(f"corrections {path} lacks the column(s) "
                                    f"{', '.join(sorted(missing))}")
         for line, row in enumerate(reader, 2):
-            text = fold_case(read_cell(row["corrected"] or "").strip(), labels.case)
+            text = label_form(read_cell(row["corrected"] or "").strip(), labels.case)
             if not text:
                 continue
             try:

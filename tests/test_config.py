@@ -79,6 +79,8 @@ def test_override_with_wrong_type_names_the_command_line():
 def test_bad_values_are_refused():
     with pytest.raises(ConfigError, match="labels.alphabet"):
         load_config(None, {"labels.alphabet": "AAB"})
+    with pytest.raises(ConfigError, match="labels.alphabet.*decomposed.*'АЙ'"):   # И + breve
+        load_config(None, {"labels.alphabet": "АИ\u0306"})
     with pytest.raises(ConfigError, match="labels.case"):   # upper folding can never give 'a'
         load_config(None, {"labels.alphabet": "abc", "labels.case": "upper"})
     with pytest.raises(ConfigError, match="generate.length"):

@@ -1,6 +1,7 @@
 """The loop closed: a person corrects labels in review.csv, the training job fine-tunes on them,
 and the model reads those files as corrected."""
 import csv
+import dataclasses
 import os
 
 import pytest
@@ -78,6 +79,11 @@ def test_corrections_are_checked_against_the_alphabet_and_length(tmp_path, cfg):
     path = tmp_path / "c.csv"
     path.write_text("path,label,corrected\na.png,,abcd\nb.png,,\n'=c.png,,WXYZ\n")
     assert read_corrections(path, cfg.labels) == {"a.png": "ABCD", "=c.png": "WXYZ"}
+    # typed decomposed (Ё as Е and a diaeresis, Й as И and a breve): the same label
+    cyrillic = dataclasses.replace(cfg.labels, alphabet="ЁЖИЙК", length=4)
+    path.write_text("path,corrected\na.png,\u0415\u0308\u0416\u0418\u0306\u041a\n",
+                    encoding="utf-8")
+    assert read_corrections(path, cyrillic) == {"a.png": "ЁЖЙК"}
     path.write_text("path,corrected\na.png,ABCDE\n")
     with pytest.raises(CorrectionsError, match="line 2: corrected label wrong length"):
         read_corrections(path, cfg.labels)

@@ -1,10 +1,13 @@
 """Zero configuration: what the training job finds in a folder of named captchas."""
+import unicodedata
+
 import numpy as np
 import pytest
 
 from core.config import AUTO, ImageConfig, LabelConfig
 from core.discover import DiscoveryError, discover_image, discover_labels, image_names
 from core.images import write_png
+from core.labels import parse_label
 
 AUTO_LABELS = LabelConfig()
 
@@ -54,6 +57,19 @@ def test_unicode_labels_work():
     names = ["ЖУК9-0.png", "ЁЖИК-1.png", "ЁЖИК-2.png", "ЖУК9-3.png", "жук9-4.png"]
     labels, _ = discover_labels(names, AUTO_LABELS)
     assert labels.case == "upper" and labels.alphabet == "9ЁЖИКУ" and labels.length == 4
+
+
+def test_a_label_written_decomposed_reads_as_the_same_letters():
+    # macOS writes `й` in a file name as `и` and a combining breve, other systems as one
+    # character: both spellings are one label, and no bare mark enters the alphabet
+    words = ["ЙОГА", "ЁЖИК", "КЕЙФ", "ЖУК9"]
+    names = [f"{unicodedata.normalize(form, w)}-{k}.png"
+             for k, w in enumerate(words) for form in ("NFD", "NFC")]
+    labels, _ = discover_labels(names, AUTO_LABELS)
+    assert labels.length == 4 and labels.case == "upper"
+    assert labels.alphabet == "".join(sorted(set("".join(words))))
+    assert all(unicodedata.combining(c) == 0 for c in labels.alphabet)
+    assert {parse_label(n, labels) for n in names} == {(w, "") for w in words}
 
 
 def test_only_image_files_count():
