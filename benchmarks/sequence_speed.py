@@ -4,9 +4,10 @@
 
 For each width, every registered CTC architecture (`crnn`, `crnn-fast`) is built for a
 36-character alphabet at 48 pixels high, rewritten as the runner predicts with
-(core.inference.for_inference), and timed on batches of 32 random uint8 images (the arithmetic
-does not depend on the pixels), the architectures alternated round by round; prints the median
-images per second of the whole model and of its convolutions alone (their share of the time).
+(core.inference.for_inference), and timed on batches of 32 random uint8 images laid out as the
+runner's are (channels-last; the arithmetic does not depend on the pixels), the architectures
+alternated round by round; prints the median images per second of the whole model and of its
+convolutions alone (their share of the time).
 Freed memory is kept for reuse, as the runner keeps it (core.runtime.keep_freed_memory). With
 --layers, also each stage's microseconds per image: the input normalisation, each convolution
 with the pooling and ReLU after it, the projection, the LSTM and the output layer.
@@ -91,7 +92,10 @@ def main() -> None:
     print("| architecture | input | images/s, whole model | images/s, convolutions only | "
           "convolutions' share |\n|---|---|---:|---:|---:|")
     for width in map(int, args.widths.split(",")):
-        x = torch.randint(0, 256, (BATCH, 3, 48, width), dtype=torch.uint8)
+        # laid out as the runner's batches are (core.data: decoded (B, H, W, 3), shaped
+        # (B, 3, H, W)): from NCHW uint8 the model's conversion to float channels-last is a
+        # transposing copy that took ~75 us an image, from this ~5
+        x = torch.randint(0, 256, (BATCH, 48, width, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
         models = {a: for_inference(build_model(a, ModelSpec(48, width, 1, 37))) for a in archs}
         whole: dict[str, list[float]] = {a: [] for a in archs}
         convs: dict[str, list[float]] = {a: [] for a in archs}
