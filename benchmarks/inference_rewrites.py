@@ -1,11 +1,11 @@
-"""What each prediction-only rewrite of core.inference (and the models' MaxPool2x2) saves: the
-model's time per captcha with each one added in turn, alternated round by round, medians.
+"""What each prediction-only rewrite of core.inference (and the models' StridedMaxPool) saves:
+the model's time per captcha with each one added in turn, alternated round by round, medians.
 
     python benchmarks/inference_rewrites.py [--model models/default.pt] [--threads 1]
 
 Variants: the trained model in eval mode (channels-last, as the runner feeds it); with batch
 normalisation folded (= core.inference.for_inference, the temperature aside); and
-for_inference with PyTorch's MaxPool2d in place of MaxPool2x2. Also prints the largest
+for_inference with PyTorch's MaxPool2d in place of StridedMaxPool. Also prints the largest
 difference of each variant's logits from the first's. Random uint8 images of the model's size:
 the arithmetic does not depend on the pixels.
 """
@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.checkpoint import load_checkpoint  # noqa: E402
 from core.inference import for_inference  # noqa: E402
-from core.models import MaxPool2x2  # noqa: E402
+from core.models import StridedMaxPool  # noqa: E402
 from core.runtime import keep_freed_memory  # noqa: E402
 
 
@@ -37,8 +37,8 @@ def variants(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     torch_pool = for_inference(model)
     for module in torch_pool.modules():
         for name, child in module.named_children():
-            if isinstance(child, MaxPool2x2):
-                setattr(module, name, torch.nn.MaxPool2d(2, 2))
+            if isinstance(child, StridedMaxPool):
+                setattr(module, name, torch.nn.MaxPool2d(child.kernel, child.kernel))
     return {"eval mode": plain, "+ batchnorm folded (for_inference)": full,
             "for_inference, torch MaxPool2d": torch_pool}
 
@@ -55,8 +55,9 @@ def main() -> None:
     keep_freed_memory()   # as every job does: without it page faults dominate (core.runtime)
     ckpt = load_checkpoint(args.model)
     h, w = ckpt.image.height, ckpt.image.width
-    images = torch.randint(0, 256, (args.images, 3, h, w), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(0))
+    # laid out as the runner's batches are: decoded (N, H, W, 3), shaped (N, 3, H, W)
+    images = torch.randint(0, 256, (args.images, h, w, 3), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0)).permute(0, 3, 1, 2)
     batches = images.split(args.batch)
     models = variants(ckpt.model)
     with torch.inference_mode():

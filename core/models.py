@@ -119,20 +119,34 @@ class CaptchaNet(nn.Module):
         return torch.stack([head(x) for head in self.heads], dim=1)
 
 
-class MaxPool2x2(nn.Module):
-    """nn.MaxPool2d(2, 2), the same values, computed as two element-wise maxima over strided
-    views: on channels-last CPU tensors with few channels, much faster than PyTorch's pooling
-    kernel (benchmarks/inference_rewrites.py). Its backward pass, though, is slow (masks and
-    fills for each maximum: half of a seed-pos training step), so where a gradient is wanted
-    PyTorch's kernel runs instead: training steps 1.65 times as fast, the same values."""
+class StridedMaxPool(nn.Module):
+    """nn.MaxPool2d(kernel) with the stride its kernel, each side 1 or 2 ((2, 2), or (2, 1):
+    the rows only), the same values, computed as element-wise maxima over strided views: on
+    channels-last CPU tensors, much faster than PyTorch's pooling kernel (2x2 on 32 channels at
+    24x80, batches of 32: 22 against 78 us an image; (2, 1) 15 against 93;
+    benchmarks/inference_rewrites.py, docs/performance.md). Its backward pass, though, is slow
+    (masks and fills for each maximum: half of a seed-pos training step), so where a gradient is
+    wanted PyTorch's kernel runs instead: training steps 1.65 times as fast, the same values."""
+
+    def __init__(self, kernel: tuple[int, int] = (2, 2)):
+        super().__init__()
+        if not set(kernel) <= {1, 2}:
+            raise ValueError(f"StridedMaxPool pools 1 or 2 pixels a side, got {kernel}")
+        self.kernel = tuple(kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.requires_grad and torch.is_grad_enabled():
-            return F.max_pool2d(x, 2, 2)
-        h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
-        x = x[..., :h, :w]
-        x = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
-        return torch.maximum(x[..., 0::2], x[..., 1::2])
+            return F.max_pool2d(x, self.kernel, self.kernel)
+        if self.kernel[0] == 2:
+            h = x.shape[-2] // 2 * 2
+            x = torch.maximum(x[..., 0:h:2, :], x[..., 1:h:2, :])
+        if self.kernel[1] == 2:
+            w = x.shape[-1] // 2 * 2
+            x = torch.maximum(x[..., 0:w:2], x[..., 1:w:2])
+        return x
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel}"
 
 
 def _conv_pool_stack(channels: list[int], padding: int, batchnorm: bool = False) -> nn.Sequential:
@@ -143,7 +157,7 @@ def _conv_pool_stack(channels: list[int], padding: int, batchnorm: bool = False)
         layers.append(nn.Conv2d(c_in, c_out, 3, padding=padding, bias=not batchnorm))
         if batchnorm:
             layers.append(nn.BatchNorm2d(c_out))
-        layers += [MaxPool2x2(), nn.ReLU(inplace=True)]
+        layers += [StridedMaxPool(), nn.ReLU(inplace=True)]
     return nn.Sequential(*layers)
 
 
@@ -284,9 +298,9 @@ def _sequence_net(spec: ModelSpec, name: str, stem_pool: bool) -> SequenceNet:
                                          bias=False),
                                nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True)]
     if stem_pool:
-        layers.append(nn.MaxPool2d(2))
+        layers.append(StridedMaxPool())
     for c_in, c_out, pool in zip(channels, channels[1:], pools):
         layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)]
-        layers += [nn.MaxPool2d(pool)] if pool != (1, 1) else []
+        layers += [StridedMaxPool(pool)] if pool != (1, 1) else []
         layers.append(nn.ReLU(inplace=True))
     return SequenceNet(spec, nn.Sequential(*layers), channels[-1] * rows, hidden=128)

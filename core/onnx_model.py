@@ -33,7 +33,7 @@ from .config import ImageConfig, LabelConfig
 from .files import atomic_write
 from .inference import for_inference
 from .labels import build_codec
-from .models import MaxPool2x2, codec_kind
+from .models import StridedMaxPool, codec_kind
 
 FORMAT = "captcha-reader-onnx"
 FORMAT_VERSION = 1
@@ -102,13 +102,13 @@ def export_onnx(ckpt: Checkpoint, path: str | Path) -> dict[str, str]:
 def _exportable(model: nn.Module) -> nn.Module:
     """The model as the runner predicts with it (core.inference.for_inference, batch norm
     folded; the temperature left to the metadata), on the CPU in the standard memory format
-    (ONNX has no other), with PyTorch's pooling in place of MaxPool2x2 (the same values; its
+    (ONNX has no other), with PyTorch's pooling in place of StridedMaxPool (the same values; its
     strided views do not trace)."""
     model = for_inference(model).cpu().to(memory_format=torch.contiguous_format)
     for module in list(model.modules()):
         for name, child in module.named_children():
-            if isinstance(child, MaxPool2x2):
-                setattr(module, name, nn.MaxPool2d(2, 2))
+            if isinstance(child, StridedMaxPool):
+                setattr(module, name, nn.MaxPool2d(child.kernel, child.kernel))
     return model
 
 
