@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.checkpoint import load_checkpoint  # noqa: E402
 from core.inference import for_inference  # noqa: E402
-from core.models import StridedMaxPool  # noqa: E402
+from core.models import torch_pooling  # noqa: E402
 from core.runtime import keep_freed_memory  # noqa: E402
 
 
@@ -34,11 +34,7 @@ def _eval_copy(model: torch.nn.Module) -> torch.nn.Module:
 def variants(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     plain = _eval_copy(model)
     full = for_inference(model)
-    torch_pool = for_inference(model)
-    for module in torch_pool.modules():
-        for name, child in module.named_children():
-            if isinstance(child, StridedMaxPool):
-                setattr(module, name, torch.nn.MaxPool2d(child.kernel, child.kernel))
+    torch_pool = torch_pooling(for_inference(model))
     return {"eval mode": plain, "+ batchnorm folded (for_inference)": full,
             "for_inference, torch MaxPool2d": torch_pool}
 

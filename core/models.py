@@ -123,7 +123,7 @@ class StridedMaxPool(nn.Module):
     """nn.MaxPool2d(kernel) with the stride its kernel, each side 1 or 2 ((2, 2), or (2, 1):
     the rows only), the same values, computed as element-wise maxima over strided views: on
     channels-last CPU tensors, much faster than PyTorch's pooling kernel (2x2 on 32 channels at
-    24x80, batches of 32: 22 against 78 us an image; (2, 1) 15 against 93;
+    24x80, batches of 32: 22-25 against 51-78 us an image; (2, 1) 9-11 against 85-93;
     benchmarks/inference_rewrites.py, docs/performance.md). Its backward pass, though, is slow
     (masks and fills for each maximum: half of a seed-pos training step), so where a gradient is
     wanted PyTorch's kernel runs instead: training steps 1.65 times as fast, the same values."""
@@ -147,6 +147,17 @@ class StridedMaxPool(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel={self.kernel}"
+
+
+def torch_pooling(model: nn.Module) -> nn.Module:
+    """`model`, changed in place, with PyTorch's MaxPool2d for each StridedMaxPool (the same
+    values): what the ONNX export traces (strided views do not), and the baseline
+    benchmarks/inference_rewrites.py times the strided pooling against."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, StridedMaxPool):
+                setattr(module, name, nn.MaxPool2d(child.kernel, child.kernel))
+    return model
 
 
 def _conv_pool_stack(channels: list[int], padding: int, batchnorm: bool = False) -> nn.Sequential:

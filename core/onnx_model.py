@@ -33,7 +33,7 @@ from .config import ImageConfig, LabelConfig
 from .files import atomic_write
 from .inference import for_inference
 from .labels import build_codec
-from .models import StridedMaxPool, codec_kind
+from .models import codec_kind, torch_pooling
 
 FORMAT = "captcha-reader-onnx"
 FORMAT_VERSION = 1
@@ -104,12 +104,7 @@ def _exportable(model: nn.Module) -> nn.Module:
     folded; the temperature left to the metadata), on the CPU in the standard memory format
     (ONNX has no other), with PyTorch's pooling in place of StridedMaxPool (the same values; its
     strided views do not trace)."""
-    model = for_inference(model).cpu().to(memory_format=torch.contiguous_format)
-    for module in list(model.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, StridedMaxPool):
-                setattr(module, name, nn.MaxPool2d(child.kernel, child.kernel))
-    return model
+    return torch_pooling(for_inference(model).cpu().to(memory_format=torch.contiguous_format))
 
 
 def describe(ckpt: Checkpoint) -> dict[str, str]:
