@@ -19,7 +19,8 @@ one line per finding, for the training job to print.
   of the names have (a stray `notes.png` is not a two-character captcha; it is reported).
 - Alphabet: every character of those labels, in code point order (any script), the labels
   taken in Unicode NFC (core.labels.label_form: a name written decomposed, as macOS writes
-  `é`, reads as the composed letter).
+  `é`, reads as the composed letter). Characters in fewer than RARE_CHARACTER labels are
+  named (a mistyped name shows up there), not left out.
 - Size: from up to 256 images spread over the folder. A sequence model reads them scaled to a
   height of SEQUENCE_HEIGHT at their median aspect ratio (core.images.fit_size), small images
   scaled up: thin strokes need the pixels (72x24 captchas read at 72x24, a frame then 4 pixels
@@ -53,6 +54,8 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".t
 SEPARATORS = ("_", "-", ".", " ", "+", "~", "#", "=", ",")
 NOISY_CASE = 0.25       # the rarer case, as a share of cased letters, at most this: folded away
 RARE_LENGTH = 0.01      # a label length fewer names than this share have: taken for a stray name
+RARE_CHARACTER = 3      # a character in fewer labels than this is named when the alphabet is
+                        # printed: most often a typo in a name (kept: it may be real)
 SEQUENCE_HEIGHT = 48    # a sequence model's input height: tall enough for thin strokes
 SEQUENCE_CHAR_WIDTH = 40  # a sequence model's widest input per character of the longest label:
                           # 5 of crnn's 8-pixel frames
@@ -113,10 +116,14 @@ def discover_labels(names: list[str], pinned: LabelConfig) -> tuple[LabelConfig,
     low, high = LabelConfig(length=length).min_length, LabelConfig(length=length).max_length
     alphabet = pinned.alphabet
     if alphabet == AUTO:
-        alphabet = "".join(sorted(set("".join(f for f in folded if low <= len(f) <= high))))
+        uses = collections.Counter("".join(f for f in folded if low <= len(f) <= high))
+        alphabet = "".join(sorted(uses))
         if not alphabet:
             raise DiscoveryError("the file names hold no label characters")
-        notes.append(f"alphabet: {len(alphabet)} characters {alphabet!r}")
+        rare = [c for c in alphabet if uses[c] < RARE_CHARACTER]
+        notes.append(f"alphabet: {len(alphabet)} characters {alphabet!r}" + (
+            f"; in fewer than {RARE_CHARACTER} labels (a typo in a name, or too rare to learn): "
+            + ", ".join(f"{c!r} {uses[c]}" for c in rare) if rare else ""))
     return LabelConfig(alphabet, length, case, separator), notes
 
 

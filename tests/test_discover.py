@@ -121,6 +121,18 @@ def test_image_size_for_a_per_position_model_is_the_median(tmp_path):
     assert pinned.height == 30 and pinned.width == 284
 
 
+def test_characters_in_few_labels_are_named_and_kept():
+    names = [f"{w}_{k}.png" for k, w in enumerate(["ABCD", "EFGH", "ABEF"] * 20 + ["ABC?", "AB?D"])]
+    labels, notes = discover_labels(names + ["ABCЖ_99.png"], AUTO_LABELS)
+    assert labels.alphabet == "?ABCDEFGHЖ"
+    line = next(n for n in notes if n.startswith("alphabet:"))
+    assert line.endswith("in fewer than 3 labels (a typo in a name, or too rare to learn): "
+                         "'?' 2, 'Ж' 1")
+    _, plain = discover_labels([f"{w}_{k}.png" for k, w in enumerate(["ABCD", "EFGH"] * 3)],
+                               AUTO_LABELS)
+    assert "alphabet: 8 characters 'ABCDEFGH'" in plain
+
+
 def test_a_stray_name_does_not_widen_the_lengths_or_the_alphabet():
     names = [f"{a}{b}{c}{d}_{k}.png" for k, (a, b, c, d) in enumerate(["ABCD", "EFGH", "IJKL"] * 40)]
     labels, notes = discover_labels(names + ["notes_here.png"], AUTO_LABELS)
