@@ -122,7 +122,8 @@ def test_image_size_for_a_per_position_model_is_the_median(tmp_path):
 
 
 def test_characters_in_few_labels_are_named_and_kept():
-    names = [f"{w}_{k}.png" for k, w in enumerate(["ABCD", "EFGH", "ABEF"] * 20 + ["ABC?", "AB?D"])]
+    words = ["ABCD", "EFGH", "ABEF"] * 20 + ["ABC?", "AB?D"]    # '?': a mistyped name
+    names = [f"{w}_{k}.png" for k, w in enumerate(words)]
     labels, notes = discover_labels(names + ["ABCЖ_99.png"], AUTO_LABELS)
     assert labels.alphabet == "?ABCDEFGHЖ"
     line = next(n for n in notes if n.startswith("alphabet:"))
