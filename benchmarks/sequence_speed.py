@@ -26,7 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.inference import for_inference  # noqa: E402
 from core.models import (ModelSpec, available_models, build_model, codec_kind,  # noqa: E402
-                         normalise)
+                         network_input)
 from core.runtime import cpu_name, keep_freed_memory  # noqa: E402
 
 BATCH, REPEATS = 32, 20
@@ -51,8 +51,7 @@ def stage_times(model, x: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]
         times[name] = times.get(name, 0.0) + time.perf_counter() - start
         return value
 
-    y = timed("input", lambda t: normalise(t.to(torch.float32,
-                                                memory_format=torch.channels_last)), x)
+    y = timed("input", network_input, x)
     convolution = 0
     for layer in model.features:
         if isinstance(layer, torch.nn.Conv2d):
@@ -103,8 +102,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 for a, m in models.items():
                     whole[a].append(rate(m, x))
-                    convs[a].append(rate(lambda t, m=m: m.features(normalise(
-                        t.to(torch.float32, memory_format=torch.channels_last))), x))
+                    convs[a].append(rate(lambda t, m=m: m.features(network_input(t)), x))
         for a in archs:
             w, c = statistics.median(whole[a]), statistics.median(convs[a])
             print(f"| `{a}` | {width}x48 | {w:,.0f} | {c:,.0f} | {w / c:.0%} |")

@@ -82,8 +82,10 @@ def count_parameters(model: nn.Module) -> int:
 INPUT_SHIFT, INPUT_SCALE = 127.5, 64.0
 
 
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    """Float pixel values 0-255 -> the network's input range, in place."""
+def network_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (B, 3, H, W) -> float32 channels-last in the network's input range. A batch
+    that is channels-last already (core.data's are) converts without a transposing copy."""
+    x = images.to(torch.float32, memory_format=torch.channels_last)
     return x.sub_(INPUT_SHIFT).div_(INPUT_SCALE)
 
 
@@ -114,8 +116,7 @@ class CaptchaNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         # Centred inputs start training much faster than the seed's plain /255 (its [0, 1]
         # inputs all push the same way).
-        x = normalise(images.to(torch.float32, memory_format=torch.channels_last))
-        x = self.features(x)
+        x = self.features(network_input(images))
         return torch.stack([head(x) for head in self.heads], dim=1)
 
 
@@ -258,8 +259,7 @@ class SequenceNet(CaptchaNet):
         self.sequence = nn.LSTM(hidden, hidden, batch_first=True, bidirectional=True)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = normalise(images.to(torch.float32, memory_format=torch.channels_last))
-        x = self.features(x)                                  # (B, channels, rows, frames)
+        x = self.features(network_input(images))             # (B, channels, rows, frames)
         x = x.permute(0, 3, 1, 2).flatten(2)                  # (B, frames, channels * rows)
         x, _ = self.sequence(F.relu(self.project(x)))
         return self.heads[0](x)
