@@ -45,7 +45,7 @@ import re
 import statistics
 from pathlib import Path
 
-from .config import AUTO, ImageConfig, LabelConfig
+from .config import AUTO, ImageConfig, LabelConfig, length_bounds
 from .data import list_files
 from .images import ImageError, crop_to_content, decode_rgb, read_bytes
 from .labels import label_form
@@ -113,7 +113,7 @@ def discover_labels(names: list[str], pinned: LabelConfig) -> tuple[LabelConfig,
             f"{n} characters: {counts[n]}" for n in range(low, high + 1) if counts[n]) + ")"
             + (", left out as too rare: " + ", ".join(f"{n} characters: {counts[n]}"
                                                       for n in stray) if stray else ""))
-    low, high = LabelConfig(length=length).min_length, LabelConfig(length=length).max_length
+    low, high = length_bounds(length)
     alphabet = pinned.alphabet
     if alphabet == AUTO:
         uses = collections.Counter("".join(f for f in folded if low <= len(f) <= high))
