@@ -182,17 +182,15 @@ def evaluate(model: torch.nn.Module, loader: Iterable[dict], codec, device: torc
     model.eval()
     metrics = Metrics() if metrics is None else metrics
     for batch in progress(loader, desc=desc):
-        targets = batch["target"].to(device, non_blocking=True)
         if "logits" in batch:  # predicted by the loader's workers (make_loader's predict_with)
             logits = batch["logits"]
         else:
             logits = predict(model, batch["image"], device)
-        decoded = codec.decode(logits, targets)
+        decoded = codec.decode(logits, batch["target"])
         ok = [not e for e in batch["error"]]
-        scored = is_labelled(targets)
-        if scored.any():
-            loss = codec.loss(logits[scored], targets[scored]).item()
-            metrics.loss_sum += loss * int(scored.sum())
+        scored = is_labelled(batch["target"])
+        if scored.any():   # the codec's loss, from the labels' own losses decode gave
+            metrics.loss_sum += float(decoded.label_loss[scored].sum())
         batch_labels = [codec.label_of(t) for t in batch["target"].tolist()]
         metrics.add([lab if good else None for lab, good in zip(batch_labels, ok)],
                     decoded.texts)

@@ -96,15 +96,20 @@ def is_labelled(targets: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Decoded:
-    """A batch of predictions: texts, the probability that each whole text is right, the
-    probability of each character read (NaN past a text's end), and, when the targets were
-    given, the probability the model gives the label itself (NaN if unlabelled): near 0 when
-    the model is sure the file name is wrong."""
+    """A batch of predictions, on the CPU: texts, the probability that each whole text is right,
+    the probability of each character read (NaN past a text's end), and, when the targets were
+    given, -log of the probability the model gives the label itself (NaN if unlabelled): the
+    label's loss, whose mean over a batch is the codec's loss, and whose probability is near 0
+    when the model is sure the file name is wrong."""
     texts: list[str]
     confidence: torch.Tensor        # (B,)
     position_probs: torch.Tensor    # (B, labels' longest length)
-    label_probability: torch.Tensor | None = None   # (B,)
-    logits: torch.Tensor | None = None               # (B, steps, classes), as the model gave them
+    label_loss: torch.Tensor | None = None   # (B,)
+    logits: torch.Tensor | None = None       # (B, steps, classes), as the model gave them
+
+    @property
+    def label_probability(self) -> torch.Tensor | None:
+        return None if self.label_loss is None else torch.exp(-self.label_loss)
 
 
 class FixedLengthCodec:
@@ -160,17 +165,19 @@ class FixedLengthCodec:
         return (per_position.sum(0) / labelled).sum()
 
     def decode(self, logits: torch.Tensor, targets: torch.Tensor | None = None) -> Decoded:
-        probs = logits.float().softmax(-1)
+        given, logits = logits, logits.float().cpu()
+        probs = logits.softmax(-1)
         top, idx = probs.max(-1)
         alphabet = self.alphabet
         texts = ["".join(alphabet[i] for i in row) for row in idx.tolist()]
-        label_probability = None
+        label_loss = None
         if targets is not None:
-            targets = targets.to(probs.device)
-            of_label = probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1).prod(-1)
-            label_probability = torch.where((targets != IGNORE).all(1), of_label,
-                                            torch.full_like(of_label, float("nan")))
-        return Decoded(texts, top.prod(-1), top, label_probability, logits)
+            targets = targets.cpu()
+            per_position = F.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0),
+                                           reduction="none")
+            label_loss = torch.where(is_labelled(targets), per_position.sum(-1),
+                                     torch.tensor(float("nan")))
+        return Decoded(texts, top.prod(-1), top, label_loss, given)
 
 
 class CTCCodec:
@@ -240,14 +247,16 @@ class CTCCodec:
         return self._nll(logits[labelled], targets[labelled], "sum") / labelled.sum()
 
     def decode(self, logits: torch.Tensor, targets: torch.Tensor | None = None) -> Decoded:
-        probs = logits.float().softmax(-1)
+        given, logits = logits, logits.float().cpu()    # row by row: on the CPU, whatever device
+        probs = logits.softmax(-1)
         top, best = probs.max(-1)                                     # (B, frames)
         read = [self._collapse(path, along)
                 for path, along in zip(best.tolist(), top.tolist())]
+        shortest, longest = self.cfg.min_length, self.cfg.max_length
         wrong = [row for row, (chars, _) in enumerate(read)
-                 if not self.cfg.min_length <= len(chars) <= self.cfg.max_length]
+                 if not shortest <= len(chars) <= longest]
         if wrong:   # all such rows of the batch in one pass
-            allowed = range(self.cfg.min_length, self.cfg.max_length + 1)
+            allowed = range(shortest, longest + 1)
             found = best_paths_of_length(probs[wrong].clamp(min=1e-30).log().numpy(), allowed,
                                          self.blank)
             for row, path in zip(wrong, found):
@@ -255,24 +264,33 @@ class CTCCodec:
                     along = probs[row].gather(-1, torch.tensor(path).unsqueeze(-1)).squeeze(-1)
                     read[row] = self._collapse(path, along.tolist())
         texts = ["".join(chars) for chars, _ in read]
-        char_probs = [peaks for _, peaks in read]
-        position_probs = torch.full((len(texts), self.target_length), float("nan"))
-        for row, peaks in enumerate(char_probs):
-            peaks = peaks[:self.target_length]
-            position_probs[row, :len(peaks)] = torch.tensor(peaks)
-        # (an empty reading's probability is that of all blanks: no target for ctc_loss)
-        width = max([self.target_length, 1] + [len(t) for t in texts])
-        read = torch.as_tensor(np.stack([self._padded(t, width) for t in texts]))
-        confidence = torch.exp(-self._nll(logits, read.to(logits.device)))
-        label_probability = None
+        position_probs = np.full((len(texts), longest), np.nan, dtype=np.float32)
+        for row, (_, peaks) in enumerate(read):
+            peaks = peaks[:longest]
+            position_probs[row, :len(peaks)] = peaks
+        # Each reading's probability over all its alignments (the CTC forward pass; an empty
+        # reading's is that of all blanks: no target for ctc_loss)...
+        width = max([longest, 1] + [len(t) for t in texts])
+        encoded = np.full((len(texts), width), IGNORE, dtype=np.int64)
+        for row, text in enumerate(texts):
+            encoded[row, :len(text)] = [self.index[c] for c in text]
+        encoded = torch.from_numpy(encoded)
+        reading_loss = self._nll(logits, encoded)
+        label_loss = None
         if targets is not None:
-            targets = targets.to(logits.device)
+            # ... and the label's: the same number wherever the label was read, so the forward
+            # pass runs again only for the labels read otherwise.
+            targets = targets.cpu()
+            label_loss = torch.full((len(texts),), float("nan"))
             labelled = is_labelled(targets)
-            label_probability = torch.full((len(texts),), float("nan"))
-            if labelled.any():
-                label_probability[labelled.cpu()] = torch.exp(
-                    -self._nll(logits[labelled], targets[labelled])).cpu()
-        return Decoded(texts, confidence.cpu(), position_probs, label_probability, logits)
+            same = labelled & (encoded[:, :targets.shape[1]] == targets).all(1) & (
+                encoded[:, targets.shape[1]:] == IGNORE).all(1)
+            label_loss[same] = reading_loss[same]
+            other = labelled & ~same
+            if other.any():
+                label_loss[other] = self._nll(logits[other], targets[other])
+        return Decoded(texts, torch.exp(-reading_loss), torch.from_numpy(position_probs),
+                       label_loss, given)
 
     def _collapse(self, path: list[int], along: list[float]) -> tuple[list[str], list[float]]:
         """The characters a path of frame classes reads (repeats merged, blanks dropped), and
@@ -287,13 +305,6 @@ class CTCCodec:
                 peaks[-1] = max(peaks[-1], p)
             previous = k
         return chars, peaks
-
-    def _padded(self, text: str, width: int) -> np.ndarray:
-        """A decoded text as targets for the CTC forward pass, padded to `width` (it may be
-        longer than any label, and hold nothing)."""
-        targets = np.full(width, IGNORE, dtype=np.int64)
-        targets[:len(text)] = [self.index[c] for c in text]
-        return targets
 
 
 def best_path_of_length(log_probs: np.ndarray, lengths) -> list[int] | None:
@@ -314,31 +325,31 @@ def best_paths_of_length(log_probs: np.ndarray, lengths, blank: int = 0) -> list
     score[:, 0, blank] = log_probs[:, 0, blank]
     score[:, 1, :] = log_probs[:, 0]
     score[:, 1, blank] = -np.inf
-    # back[t, row, n, c]: (characters read, class) at frame t - 1 on the best path to (n, c)
-    back = np.zeros((frames, rows, longest + 1, classes, 2), dtype=np.int32)
-    counts, every = np.arange(longest + 1)[None, :, None], np.arange(classes)[None, None, :]
+    # back[t, row, n, c]: the state at frame t - 1 on the best path to (n, c) at frame t, as
+    # characters read * classes + class
+    back = np.empty((frames, rows, longest + 1, classes), dtype=np.int64)
+    row_at, count_at = np.ogrid[:rows, :longest + 1]
+    states = count_at[..., None] * classes + np.arange(classes)   # (1, counts, classes): stay
     for t in range(1, frames):
-        first = score.argmax(-1)[..., None]                  # each count's best class
-        top = np.take_along_axis(score, first, -1)
+        first = score.argmax(-1)                              # each count's best class
+        top = score[row_at, count_at, first]
         masked = score.copy()
-        np.put_along_axis(masked, first, -np.inf, -1)
-        second = masked.argmax(-1)[..., None]                # and the next best
-        # the blank: from any class, as many characters read
-        new = np.full_like(score, -np.inf)
-        new[..., blank] = top[..., 0]
-        back[t, :, :, blank, 0], back[t, :, :, blank, 1] = counts[..., 0], first[..., 0]
-        # one more character: from one fewer, and the best class other than this one
-        is_first = first[:, :-1] == every
-        grow = np.full_like(score, -np.inf)
-        grow[:, 1:] = np.where(is_first, np.take_along_axis(score[:, :-1], second[:, :-1], -1),
-                               top[:, :-1])
-        source = np.zeros((rows, longest + 1, classes), dtype=np.int64)
-        source[:, 1:] = np.where(is_first, second[:, :-1], first[:, :-1])
+        masked[row_at, count_at, first] = -np.inf
+        second = masked.argmax(-1)                            # and the next best
+        # one more character: from one fewer, and the best class there other than this one
+        is_first = (first[:, :-1, None] == np.arange(classes))
+        grow = np.where(is_first, masked[row_at, count_at, second][:, :-1, None],
+                        top[:, :-1, None])
+        source = np.where(is_first, second[:, :-1, None], first[:, :-1, None])
         # or the same class again: nothing new read
-        take_grow = grow > score
-        new[..., 1:] = np.where(take_grow, grow, score)[..., 1:]
-        back[t, ..., 1:, 0] = np.where(take_grow, counts - 1, counts)[..., 1:]
-        back[t, ..., 1:, 1] = np.where(take_grow, source, every)[..., 1:]
+        take = grow > score[:, 1:]
+        new = score.copy()
+        new[:, 1:] = np.where(take, grow, score[:, 1:])
+        back[t] = states
+        back[t, :, 1:] = np.where(take, states[:, :-1, :1] + source, states[:, 1:])
+        # the blank: from any class, as many characters read
+        new[..., blank] = top
+        back[t, ..., blank] = count_at * classes + first
         score = new + log_probs[:, t, None, :]
     paths: list[list[int] | None] = []
     allowed = [n for n in lengths if n <= longest]
@@ -347,10 +358,10 @@ def best_paths_of_length(log_probs: np.ndarray, lengths, blank: int = 0) -> list
         if not np.isfinite(value):
             paths.append(None)
             continue
-        path = [c]
+        path, state = [c], n * classes + c
         for t in range(frames - 1, 0, -1):
-            n, c = back[t, row, n, c]
-            path.append(int(c))
+            state = int(back[t, row, state // classes, state % classes])
+            path.append(state % classes)
         paths.append(path[::-1])
     return paths
 

@@ -1,12 +1,17 @@
 """The CUDA paths, where a GPU is present (skipped elsewhere, CI included): the runner with
-pinned memory and mixed precision, and a training epoch with augmentation on the GPU."""
+pinned memory and mixed precision, a training epoch with augmentation on the GPU, and a
+sequence model (CTC) trained and read there."""
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from core.checkpoint import load_checkpoint
+from core.config import ImageConfig, LabelConfig
+from core.generator import generate_folder
+from core.labels import build_codec
 from tests.conftest import ROOT, read_csv, run_batch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
@@ -70,3 +75,38 @@ def test_an_onnx_model_on_cuda_reads_as_on_the_cpu(captcha_dir, tmp_path):
     for a, b in zip(cpu, cuda):
         if a["prediction"] == b["prediction"]:
             assert abs(float(a["confidence"]) - float(b["confidence"])) < 0.02
+
+
+def test_ctc_decoding_of_cuda_logits_reads_as_the_cpu_does():
+    # Rows read at a length no label has go through best_paths_of_length, numpy on the CPU.
+    codec = build_codec(LabelConfig(alphabet="ABC", length="3-4", case="none"), "ctc")
+    torch.manual_seed(0)
+    logits = torch.randn(16, 10, 4)
+    logits[0] = -8.0
+    logits[0, :, 0] = 8.0                              # all blank: a length no label has
+    targets = torch.as_tensor(np.stack([codec.encode("ABC")] * 8 + [codec.encode(None)] * 8))
+    cpu, cuda = codec.decode(logits, targets), codec.decode(logits.cuda(), targets.cuda())
+    assert cuda.texts == cpu.texts and len(cpu.texts[0]) == 3
+    assert torch.allclose(cuda.confidence, cpu.confidence)
+    assert torch.allclose(cuda.label_loss, cpu.label_loss, equal_nan=True)
+
+
+def test_a_sequence_model_trains_and_reads_on_cuda(tmp_path):
+    folder = tmp_path / "short"
+    generate_folder(folder, 160, seed=8, labels=LabelConfig("ABCDEF123", "3-5", "upper", "_"),
+                    image=ImageConfig(24, 72), workers=1)
+    model = tmp_path / "crnn.pt"
+    proc = subprocess.run([sys.executable, "-m", "jobs.train", "--input", str(folder),
+                           "--output", str(model), "--epochs", "3", "--device", "cuda"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert load_checkpoint(model).codec.kind == "ctc"
+    rows = {}
+    for device in ("cpu", "cuda"):
+        proc = run_batch("--input", folder, "--model", model, "--output", tmp_path / device,
+                         "--run-id", "r", "--device", device, "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        rows[device] = read_csv(tmp_path / device / "r" / "predictions.csv")
+    cpu, cuda = rows["cpu"], rows["cuda"]
+    assert len(cuda) == 160 and all(r["status"] == "ok" for r in cuda)
+    assert sum(a["prediction"] == b["prediction"] for a, b in zip(cpu, cuda)) >= len(cpu) - 2

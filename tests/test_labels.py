@@ -226,6 +226,46 @@ def test_ctc_loss_ignores_unlabelled_rows_and_averages_over_the_labelled(ctc):
     assert is_labelled(targets).tolist() == [True, False, True]
 
 
+def test_ctc_label_loss_is_each_labels_own_loss_read_or_not(ctc):
+    # The label's loss is reused from the reading where the two are the same text; it must
+    # still be each label's own where they differ in a character, a character more or fewer.
+    torch.manual_seed(2)
+    logits = torch.randn(6, 8, 4)
+    logits[:3] = torch.cat([frames([1, 0, 2, 0, 3, 0, 0, 0], width=4)] * 3)   # read "ABC"
+    labels = ["ABC", "AB", "ABCA", None, "CAB", "A"]
+    targets = torch.as_tensor(np.stack([ctc.encode(t) for t in labels]))
+    decoded = ctc.decode(logits, targets)
+    assert decoded.texts[:3] == ["ABC"] * 3
+    for row, label in enumerate(labels):
+        if label is None:
+            assert math.isnan(float(decoded.label_loss[row]))
+            continue
+        alone = ctc.loss(logits[row:row + 1], targets[row:row + 1])
+        assert math.isclose(float(decoded.label_loss[row]), alone.item(), rel_tol=1e-5)
+    labelled = is_labelled(targets)
+    assert math.isclose(float(decoded.label_loss[labelled].mean()),
+                        ctc.loss(logits, targets).item(), rel_tol=1e-5)
+    # with no targets, the same readings and confidences
+    again = ctc.decode(logits)
+    assert again.texts == decoded.texts and torch.equal(again.confidence, decoded.confidence)
+    assert again.label_loss is None and again.label_probability is None
+
+
+def test_fixed_length_label_loss_averages_to_the_codec_loss(labels):
+    codec = build_codec(labels)
+    torch.manual_seed(3)
+    logits = torch.randn(3, labels.length, len(labels.alphabet))
+    targets = torch.as_tensor(np.stack([codec.encode("ABCD"), codec.encode(None),
+                                        codec.encode("Z9Z9")]))
+    decoded = codec.decode(logits, targets)
+    assert math.isnan(float(decoded.label_loss[1]))
+    assert math.isclose(float(decoded.label_loss[[0, 2]].mean()), codec.loss(logits, targets).item(),
+                        rel_tol=1e-5)
+    probs = logits.softmax(-1)
+    by_hand = float(probs[0, torch.arange(labels.length), targets[0]].prod())
+    assert math.isclose(float(decoded.label_probability[0]), by_hand, rel_tol=1e-4)
+
+
 def test_file_names_with_labels_of_any_length_in_the_range():
     labels = LabelConfig(alphabet="ABCDEFGH0123", length="4-6", case="upper", separator="-")
     assert parse_label("ABCD-0.png", labels) == ("ABCD", "")
