@@ -43,6 +43,20 @@ _AUTO_TYPES: dict[str, type] = {"train.epochs": int, "labels.alphabet": str, "la
 SEED_ALPHABET = string.ascii_uppercase + string.digits
 
 
+def case_fold(text: str, case: str) -> str:
+    """`text` folded to `case` ("upper", "lower" or "none") character by character, a character
+    whose other case is more than one character left as it is: `ß` upper-cased is `SS` and
+    Turkish `İ` lower-cased is `i` and a combining dot, which would change a label's length
+    and put characters in it that its image does not show."""
+    if case == "none":
+        return text
+    folded = text.upper() if case == "upper" else text.lower()
+    if len(folded) == len(text):    # (case mappings only ever lengthen)
+        return folded
+    return "".join(f if len(f) == 1 else c
+                   for c, f in zip(text, (getattr(c, case)() for c in text)))
+
+
 class ConfigError(ValueError):
     """A setting that cannot be used; the message names the key and its source."""
 
@@ -170,7 +184,7 @@ class GenerateConfig:
     def labels(self) -> LabelConfig:
         """How the generated files are named: LABEL_index.png, upper case unless the alphabet
         has lower-case letters."""
-        upper = all(c == c.upper() for c in self.alphabet)
+        upper = all(c == case_fold(c, "upper") for c in self.alphabet)
         return LabelConfig(self.alphabet, self.length, "upper" if upper else "none", "_")
 
     @property
@@ -325,7 +339,7 @@ def _check_labels(labels: LabelConfig, bad, prefix: str = "labels.") -> None:
         raise bad(f"{prefix}case", f"must be one of {', '.join(CASE_FOLDS)} or auto, got "
                                    f"{labels.case!r}")
     if labels.case not in ("none", AUTO) and alphabet != AUTO:
-        folded = {getattr(c, labels.case)() for c in alphabet}
+        folded = {case_fold(c, labels.case) for c in alphabet}
         if folded != set(alphabet):
             raise bad(f"{prefix}case", f"is {labels.case!r}, but the alphabet has characters "
                                        "that case folding would never produce; use 'none'")

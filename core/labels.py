@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import LabelConfig
+from .config import LabelConfig, case_fold
 
 IGNORE = -1
 
@@ -66,9 +66,8 @@ def label_form(text: str, case: str) -> str:
     the same name can arrive in two spellings: macOS and some archivers write an accented or
     breved letter decomposed (`й` as `и` and a combining breve), most other systems composed;
     read as written, the decomposed one would be a character longer and put the bare mark in
-    the alphabet."""
-    text = unicodedata.normalize("NFC", text)
-    return text.upper() if case == "upper" else text.lower() if case == "lower" else text
+    the alphabet. The fold keeps a character whose other case is two (core.config.case_fold)."""
+    return case_fold(unicodedata.normalize("NFC", text), case)
 
 
 @functools.lru_cache(maxsize=8)

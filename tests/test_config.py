@@ -83,6 +83,9 @@ def test_bad_values_are_refused():
         load_config(None, {"labels.alphabet": "АИ\u0306"})
     with pytest.raises(ConfigError, match="labels.case"):   # upper folding can never give 'a'
         load_config(None, {"labels.alphabet": "abc", "labels.case": "upper"})
+    # but it keeps `ß` (its upper case is two letters): an alphabet with it may fold to upper
+    german = load_config(None, {"labels.alphabet": "ABSß", "labels.case": "upper"})
+    assert german.labels.case == "upper"
     with pytest.raises(ConfigError, match="generate.length"):
         load_config(None, {"generate.length": 0})
     with pytest.raises(ConfigError, match="runtime.device"):

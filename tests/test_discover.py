@@ -72,6 +72,22 @@ def test_a_label_written_decomposed_reads_as_the_same_letters():
     assert {parse_label(n, labels) for n in names} == {(w, "") for w in words}
 
 
+def test_case_folding_keeps_a_letter_whose_other_case_is_two_letters():
+    # str.upper() makes `ß` "SS" and str.lower() Turkish `İ` "i" and a combining dot: a label
+    # a character longer than its image, and a bare mark in the alphabet
+    names = ["STRAßE-0.png", "STRASSE-1.png", "straße-2.png", "GROßE-3.png", "GROSS-4.png",
+             "BREITE-5.png", "WEIßE-6.png", "HEIßT-7.png", "KLEINE-8.png"]
+    labels, _ = discover_labels(names, AUTO_LABELS)
+    assert labels.case == "upper" and labels.length == "5-7"
+    assert "ß" in labels.alphabet and "S" in labels.alphabet
+    assert parse_label("straße-2.png", labels) == ("STRAßE", "")
+    turkish, _ = discover_labels(["istanbul-0.png", "İzmir-1.png", "ankara-2.png",
+                                  "bursa-3.png", "konya-4.png", "adana-5.png"], AUTO_LABELS)
+    assert turkish.case == "lower" and turkish.length == "5-8"
+    assert all(unicodedata.combining(c) == 0 for c in turkish.alphabet)
+    assert parse_label("İzmir-1.png", turkish) == ("İzmir", "")
+
+
 def test_only_image_files_count():
     assert image_names(["a/ABCD.png", "README.txt", "b/EFGH.JPG", "labels.csv"]) == [
         "ABCD.png", "EFGH.JPG"]
