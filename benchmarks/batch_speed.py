@@ -2,6 +2,7 @@
 
     python benchmarks/batch_speed.py --input DIR [--model models/default.pt] [--limit 5000]
                                      [--rounds 3] [--onnx MODEL.onnx] [--config FILE]
+                                     [--against CHECKOUT]
 
 Measured on the same images, alternately, --rounds times each (a shared machine's speed drifts
 over minutes; alternating puts both pipelines under the same drift, the median ratio sums up):
@@ -11,6 +12,9 @@ over minutes; alternating puts both pipelines under the same drift, the median r
   whole pass: listing, decoding, inference, writing the CSVs);
 - with --onnx (the same model exported by `python -m jobs.export`): `run_batch.py --model
   MODEL.onnx` as well, ONNX Runtime in place of PyTorch, with the same workers and decoding;
+- with --against (another checkout of the project, e.g. a `git worktree` of the commit before
+  a change): that checkout's `run_batch.py` as well, on the same model, each round, the two
+  runners' order alternating from round to round;
 - bounds, once at the end: decode only (our dataset through the runner's DataLoader, no model)
   and model only (the model on batches already in memory), with the runner's settings (on CPU
   its workers decode and predict, one torch thread each: the model's bound is one thread's
@@ -95,18 +99,18 @@ def seed_pipeline(folder: Path, classes: int, steps: int) -> float:
 
 
 def runner_pass(data: Path, runs: Path, run_id: str, args: argparse.Namespace,
-                model: str) -> float:
+                model: str, root: Path = ROOT) -> float:
     """One `run_batch.py` run as users start it (a process of its own, so the runner's process
     settings never touch the seed pipeline's); its own images_per_second: the whole pass from
     listing to the last CSV, without Python's start-up and the model's loading."""
-    command = [sys.executable, str(ROOT / "run_batch.py"), "--input", str(data),
-               "--output", str(runs), "--run-id", run_id, "--model", model,
+    command = [sys.executable, str(root / "run_batch.py"), "--input", str(data),
+               "--output", str(runs), "--run-id", run_id, "--model", str(Path(model).resolve()),
                "--device", args.device, "--quiet"]
     if args.config:
-        command += ["--config", args.config]
+        command += ["--config", str(Path(args.config).resolve())]
     if args.workers is not None:
         command += ["--workers", str(args.workers)]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=root)
     return float(read_rows(runs / run_id / "summary.csv")[0]["images_per_second"])
 
 
@@ -124,6 +128,8 @@ def main() -> None:
                         help="the runner's settings (e.g. runtime.cpu_precision: float32)")
     parser.add_argument("--workers", type=int, default=None,
                         help="DataLoader workers for the runner (default: runtime.workers)")
+    parser.add_argument("--against", type=Path, default=None, metavar="CHECKOUT",
+                        help="another checkout of the project: run its run_batch.py too")
     args = parser.parse_args()
     cfg = load_config(args.config, {"runtime.device": args.device, "runtime.workers": args.workers})
     device = resolve_device(cfg.runtime.device)
@@ -155,13 +161,21 @@ def main() -> None:
               f"{workers} workers, batch "
               f"{resolve_batch_size(cfg.runtime.batch_size, device)}, model {args.model}")
         onnx = ("| run_batch, ONNX Runtime | vs seed | ONNX Runtime vs PyTorch |", "---:|" * 3)
+        other = ("| run_batch of --against | vs seed | this one vs --against |", "---:|" * 3)
         print("| round | seed pipeline (post's code) | run_batch, whole pass | vs seed "
-              f"{onnx[0] if args.onnx else '|'}\n|---:|---:|---:|---:|"
-              f"{onnx[1] if args.onnx else ''}")
-        ratios, onnx_ratios, engine_ratios = [], [], []
+              f"{onnx[0] if args.onnx else '|'}{other[0][1:] if args.against else ''}\n"
+              f"|---:|---:|---:|---:|{onnx[1] if args.onnx else ''}"
+              f"{other[1] if args.against else ''}")
+        ratios, onnx_ratios, engine_ratios, against_ratios = [], [], [], []
         for r in range(args.rounds):
             seed = seed_pipeline(data, seed_classes, seed_steps)
+            if args.against and r % 2:
+                before = runner_pass(data, work / "against", f"round{r}", args, args.model,
+                                     args.against.resolve())
             runner = runner_pass(data, work / "runs", f"round{r}", args, args.model)
+            if args.against and not r % 2:
+                before = runner_pass(data, work / "against", f"round{r}", args, args.model,
+                                     args.against.resolve())
             ratios.append(runner / seed)
             line = f"| {r + 1} | {seed:.0f} | {runner:.0f} | {runner / seed:.2f}x |"
             if args.onnx:
@@ -169,10 +183,15 @@ def main() -> None:
                 onnx_ratios.append(ort / seed)
                 engine_ratios.append(ort / runner)
                 line += f" {ort:.0f} | {ort / seed:.2f}x | {ort / runner:.2f}x |"
+            if args.against:
+                against_ratios.append(runner / before)
+                line += f" {before:.0f} | {before / seed:.2f}x | {runner / before:.3f} |"
             print(line, flush=True)
         print(f"median ratio: {statistics.median(ratios):.2f}x" + (
             f"; ONNX Runtime {statistics.median(onnx_ratios):.2f}x the seed's, "
-            f"{statistics.median(engine_ratios):.2f}x PyTorch's" if args.onnx else ""))
+            f"{statistics.median(engine_ratios):.2f}x PyTorch's" if args.onnx else "") + (
+            f"; this runner against {args.against}'s: median {statistics.median(against_ratios):.3f}"
+            if args.against else ""))
 
         # The bounds, in this process, with the runner's settings: as many workers as it
         # starts; on CPU each of them decodes and predicts with one torch thread, so the model's
