@@ -44,17 +44,17 @@ SEED_ALPHABET = string.ascii_uppercase + string.digits
 
 
 def case_fold(text: str, case: str) -> str:
-    """`text` folded to `case` ("upper", "lower" or "none") character by character, a character
-    whose other case is more than one character left as it is: `ß` upper-cased is `SS` and
-    Turkish `İ` lower-cased is `i` and a combining dot, which would change a label's length
-    and put characters in it that its image does not show."""
+    """`text` folded to `case` ("upper", "lower" or "none") one character at a time, a character
+    whose other case is more than one character left as it is. A label is a row of glyphs, not
+    a word: `ß` upper-cased is `SS` and Turkish `İ` lower-cased is `i` and a combining dot,
+    which would change a label's length and put characters in it that its image does not show;
+    and str.lower() writes a Greek `Σ` that ends a word as `ς`, elsewhere `σ`, which would make
+    one glyph two classes by where it stands."""
     if case == "none":
         return text
-    folded = text.upper() if case == "upper" else text.lower()
-    if len(folded) == len(text):    # (case mappings only ever lengthen)
-        return folded
-    return "".join(f if len(f) == 1 else c
-                   for c, f in zip(text, (getattr(c, case)() for c in text)))
+    if text.isascii():     # (no special cases there: the whole string at once, faster)
+        return text.upper() if case == "upper" else text.lower()
+    return "".join(f if len(f := getattr(c, case)()) == 1 else c for c in text)
 
 
 class ConfigError(ValueError):

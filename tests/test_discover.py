@@ -86,6 +86,9 @@ def test_case_folding_keeps_a_letter_whose_other_case_is_two_letters():
     assert turkish.case == "lower" and turkish.length == "5-8"
     assert all(unicodedata.combining(c) == 0 for c in turkish.alphabet)
     assert parse_label("İzmir-1.png", turkish) == ("İzmir", "")
+    # a label is glyphs, not a word: a Greek Σ at its end folds as it does anywhere else
+    greek = LabelConfig("ασδ", 4, "lower", "-")
+    assert parse_label("ΑΣΔΣ-0.png", greek) == ("ασδσ", "")
 
 
 def test_only_image_files_count():
