@@ -169,13 +169,12 @@ def main() -> None:
         ratios, onnx_ratios, engine_ratios, against_ratios = [], [], [], []
         for r in range(args.rounds):
             seed = seed_pipeline(data, seed_classes, seed_steps)
-            if args.against and r % 2:
-                before = runner_pass(data, work / "against", f"round{r}", args, args.model,
-                                     args.against.resolve())
-            runner = runner_pass(data, work / "runs", f"round{r}", args, args.model)
-            if args.against and not r % 2:
-                before = runner_pass(data, work / "against", f"round{r}", args, args.model,
-                                     args.against.resolve())
+            checkouts = {"runs": ROOT, **({"against": args.against.resolve()}
+                                          if args.against else {})}
+            order = list(checkouts)[::-1 if r % 2 else 1]    # which goes first alternates
+            rate = {name: runner_pass(data, work / name, f"round{r}", args, args.model,
+                                      checkouts[name]) for name in order}
+            runner, before = rate["runs"], rate.get("against")
             ratios.append(runner / seed)
             line = f"| {r + 1} | {seed:.0f} | {runner:.0f} | {runner / seed:.2f}x |"
             if args.onnx:
