@@ -103,8 +103,11 @@ def _as_a_process(program: str, argv: list[str]) -> Iterator[None]:
     """Inside: the repository root as working directory, `program argv` as sys.argv, a fresh
     interpreter's warning filters (shown on stderr). On the way out, what a job changes in its
     process is put back: those three, the root logger, the signal handlers, the garbage
-    collector's frozen objects (the autouse fixture below restores torch's threads)."""
+    collector's frozen objects, torch's thread count (here too, not only in the autouse
+    fixture below: a module-scoped fixture that runs a job is set up before that fixture
+    notes the count, and would leave its one thread to every later test)."""
     root = logging.getLogger()
+    threads = torch.get_num_threads()
     saved = os.getcwd(), sys.argv, root.handlers[:], root.level, {
         sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     with warnings.catch_warnings():
@@ -124,6 +127,7 @@ def _as_a_process(program: str, argv: list[str]) -> Iterator[None]:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             gc.unfreeze()
+            torch.set_num_threads(threads)
 
 
 def _print_warning(message, category, filename, lineno, file=None, line=None):
