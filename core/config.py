@@ -117,6 +117,7 @@ class ModelConfig:
 class TrainConfig:
     epochs: int | str = AUTO     # auto: `passes` passes, within min_samples..max_samples images
     passes: int = 15
+    pass_pixels: int = 12_288    # auto: inputs larger than this (height x width) get fewer passes
     min_samples: int = 150_000
     max_samples: int = 1_500_000
     batch_size: int = 32
@@ -130,13 +131,23 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 0
 
-    def epochs_for(self, images: int) -> int:
-        """The number of epochs for `images` training images: `epochs` where it is a number;
-        for auto, `passes` passes over them, but at least min_samples and at most max_samples
-        images seen (a thousand images need many more passes than a hundred thousand)."""
+    def passes_for(self, pixels: int = 0) -> float:
+        """The passes auto epochs make over the training split for inputs of `pixels` pixels
+        (height x width; 0: unknown): `passes`, scaled down by pass_pixels / pixels where the
+        input is larger, so that an image costs about as much training time as at pass_pixels
+        (a training step's time grows with the input's area; docs/performance.md)."""
+        if self.pass_pixels and pixels > self.pass_pixels:
+            return self.passes * self.pass_pixels / pixels
+        return float(self.passes)
+
+    def epochs_for(self, images: int, pixels: int = 0) -> int:
+        """The number of epochs for `images` training images of `pixels` pixels each: `epochs`
+        where it is a number; for auto, passes_for(pixels) passes over them, but at least
+        min_samples and at most max_samples images seen (a thousand images need many more
+        passes than a hundred thousand)."""
         if self.epochs != AUTO:
             return int(self.epochs)
-        seen = min(max(self.passes * images, self.min_samples), self.max_samples)
+        seen = min(max(self.passes_for(pixels) * images, self.min_samples), self.max_samples)
         return max(1, math.ceil(seen / max(1, images)))
 
 
@@ -396,7 +407,8 @@ def _check_values(cfg: Config, sources: Mapping[str, str]) -> None:
         raise bad("train.optimizer", f"must be one of {', '.join(OPTIMIZERS)}, "
                                      f"got {cfg.train.optimizer!r}")
     for key, value in (("train.weight_decay", cfg.train.weight_decay),
-                       ("train.clip", cfg.train.clip), ("train.settled", cfg.train.settled)):
+                       ("train.clip", cfg.train.clip), ("train.settled", cfg.train.settled),
+                       ("train.pass_pixels", cfg.train.pass_pixels)):
         if value < 0:
             raise bad(key, f"must be 0 or more, got {value}")
     if cfg.train.max_samples < cfg.train.min_samples:

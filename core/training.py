@@ -289,7 +289,8 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
         return make_loader(dataset, batch_size, workers, device, shuffle=shuffle,
                            seed=cfg.train.seed, persistent=True)
 
-    epochs = cfg.train.epochs_for(len(train_items))
+    pixels = cfg.image.height * cfg.image.width
+    epochs = cfg.train.epochs_for(len(train_items), pixels)
     state_path = plan.output.with_suffix(".state.pt")
     origin = init if init is not None else base
     fingerprint = training_fingerprint(cfg, train_items, val_items,
@@ -326,8 +327,11 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
         record.on_epoch(e, improved)
         left_out.after_epoch()
 
-    say(f"{epochs} epochs of {len(train_items)} images"
-        + (" (train.epochs auto)" if cfg.train.epochs == "auto" else ""))
+    passes = cfg.train.passes_for(pixels)
+    say(f"{epochs} epochs of {len(train_items)} images" + (
+        "" if cfg.train.epochs != "auto" else " (train.epochs auto)" if passes == cfg.train.passes
+        else f" (train.epochs auto: {passes:.1f} passes instead of {cfg.train.passes} for "
+             f"{cfg.image.width}x{cfg.image.height} inputs, train.pass_pixels)"))
     say("epoch\ttrain loss\tval loss\tchars ok (%)\tcaptchas ok (%)")
     start = time.monotonic()
     val_loader = left_out.watch(loader(val_items, plan.input, False, cfg.runtime.batch_size,

@@ -146,6 +146,21 @@ def test_auto_epochs_scale_with_the_number_of_images(images, epochs):
 
 def test_auto_epochs_follow_the_passes_setting():
     assert load_config(None, {"train.passes": 30}).train.epochs_for(12_300) == 30
+
+
+@pytest.mark.parametrize("height, width, epochs", [(48, 180, 15), (48, 256, 15), (46, 284, 15),
+                                                   (48, 320, 12), (64, 384, 8)])
+def test_auto_epochs_pass_fewer_times_over_larger_inputs(height, width, epochs):
+    # 15 passes up to pass_pixels (256x48): beyond it, about the same time per image
+    train = load_config(None).train
+    assert train.epochs_for(60_000, height * width) == epochs
+    assert load_config(None, {"train.pass_pixels": 0}).train.epochs_for(
+        60_000, height * width) == 15
+    assert load_config(None, {"train.epochs": 7}).train.epochs_for(60_000, height * width) == 7
+    # the floor of images seen still holds for a small folder
+    assert train.epochs_for(1_000, height * width) == 150
+    with pytest.raises(ConfigError, match="train.pass_pixels"):
+        load_config(None, {"train.pass_pixels": -1})
     with pytest.raises(ConfigError, match="train.passes"):
         load_config(None, {"train.passes": 0})
 

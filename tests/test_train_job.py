@@ -235,6 +235,17 @@ def test_a_new_model_starts_from_a_pretrained_one_of_another_alphabet(short_labe
     assert proc.returncode == 2 and "give one of the two" in proc.stderr
 
 
+def test_auto_epochs_pass_fewer_times_over_inputs_larger_than_pass_pixels(short_labels, tmp_path):
+    # read at 144x48 (6,912 pixels), three times pass_pixels here: a third of the passes
+    (tmp_path / "c.yaml").write_text("train:\n  passes: 3\n  pass_pixels: 2304\n"
+                                     "  min_samples: 1\n")
+    model = tmp_path / "m.pt"
+    proc = run("jobs.train", "--input", str(short_labels), "--output", str(model),
+               "--workers", "0", "--config", str(tmp_path / "c.yaml"))
+    assert "1.0 passes instead of 3 for 144x48 inputs" in proc.stdout
+    assert load_checkpoint(model).summary["planned_epochs"] == 1
+
+
 def test_a_killed_training_resumes_where_it_stopped(short_labels, tmp_path):
     model, epochs = tmp_path / "m.pt", "8"   # killed as soon as epoch 1 is saved
     state = model.with_suffix(".state.pt")
