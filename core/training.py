@@ -327,11 +327,11 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
         record.on_epoch(e, improved)
         left_out.after_epoch()
 
-    passes = cfg.train.passes_for(pixels)
+    full = cfg.train.epochs_for(len(train_items))     # as for an input of pass_pixels
     say(f"{epochs} epochs of {len(train_items)} images" + (
-        "" if cfg.train.epochs != "auto" else " (train.epochs auto)" if passes == cfg.train.passes
-        else f" (train.epochs auto: {passes:.1f} passes instead of {cfg.train.passes} for "
-             f"{cfg.image.width}x{cfg.image.height} inputs, train.pass_pixels)"))
+        "" if cfg.train.epochs != "auto" else " (train.epochs auto)" if epochs == full
+        else f" (train.epochs auto: {epochs} rather than {full} for {cfg.image.width}x"
+             f"{cfg.image.height} inputs, larger than train.pass_pixels)"))
     say("epoch\ttrain loss\tval loss\tchars ok (%)\tcaptchas ok (%)")
     start = time.monotonic()
     val_loader = left_out.watch(loader(val_items, plan.input, False, cfg.runtime.batch_size,

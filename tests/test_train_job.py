@@ -242,7 +242,7 @@ def test_auto_epochs_pass_fewer_times_over_inputs_larger_than_pass_pixels(short_
     model = tmp_path / "m.pt"
     proc = run("jobs.train", "--input", str(short_labels), "--output", str(model),
                "--workers", "0", "--config", str(tmp_path / "c.yaml"))
-    assert "1.0 passes instead of 3 for 144x48 inputs" in proc.stdout
+    assert "(train.epochs auto: 1 rather than 3 for 144x48 inputs" in proc.stdout
     assert load_checkpoint(model).summary["planned_epochs"] == 1
 
 
