@@ -131,23 +131,19 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 0
 
-    def passes_for(self, pixels: int = 0) -> float:
-        """The passes auto epochs make over the training split for inputs of `pixels` pixels
-        (height x width; 0: unknown): `passes`, scaled down by pass_pixels / pixels where the
-        input is larger, so that an image costs about as much training time as at pass_pixels
-        (a training step's time grows with the input's area; docs/performance.md)."""
-        if self.pass_pixels and pixels > self.pass_pixels:
-            return self.passes * self.pass_pixels / pixels
-        return float(self.passes)
-
     def epochs_for(self, images: int, pixels: int = 0) -> int:
-        """The number of epochs for `images` training images of `pixels` pixels each: `epochs`
-        where it is a number; for auto, passes_for(pixels) passes over them, but at least
-        min_samples and at most max_samples images seen (a thousand images need many more
-        passes than a hundred thousand)."""
+        """The number of epochs for `images` training images of `pixels` pixels each (0:
+        unknown): `epochs` where it is a number; for auto, `passes` passes over them, scaled by
+        pass_pixels / pixels where the input is larger (a training step's time grows with the
+        input's area, so an image costs about as much as at pass_pixels; docs/performance.md),
+        but at least min_samples and at most max_samples images seen (a thousand images need
+        many more passes than a hundred thousand)."""
         if self.epochs != AUTO:
             return int(self.epochs)
-        seen = min(max(self.passes_for(pixels) * images, self.min_samples), self.max_samples)
+        passes = self.passes
+        if self.pass_pixels and pixels > self.pass_pixels:
+            passes = self.passes * self.pass_pixels / pixels
+        seen = min(max(passes * images, self.min_samples), self.max_samples)
         return max(1, math.ceil(seen / max(1, images)))
 
 
