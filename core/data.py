@@ -60,13 +60,20 @@ def _walk(root: Path, unlistable: list[str] | None = None) -> list[tuple[str, in
         dirnames.sort()
         folder = _relative(dirpath, top)
         prefix = "" if folder == "." else folder + "/"
+        for name in dirnames:   # os.walk lists them but does not go in (no loops, no twice)
+            if os.path.islink(os.path.join(dirpath, name)):
+                log.warning("%s%s is a link to a folder, not followed: its files are not in "
+                            "this run", prefix, name)
         for name in filenames:
             full = os.path.join(dirpath, name)
             try:
                 st = os.stat(full)
-            except OSError:  # vanished, or a broken link
-                continue
-            if stat.S_ISREG(st.st_mode):
+            except OSError:
+                try:    # a link to a file that is gone: it still gets its row, with the reason
+                    st = os.lstat(full)
+                except OSError:     # the file itself vanished since the folder was listed
+                    continue
+            if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
                 found.append((prefix + name, st.st_size, st.st_mtime_ns))
     if unlistable is not None:
         unlistable.sort()
@@ -79,15 +86,17 @@ def _relative(path: str, top: str) -> str:
 
 
 def list_files(root: str | Path) -> list[str]:
-    """Every regular file under root, recursively, as sorted '/'-separated relative paths."""
+    """Every regular file under root, recursively, as sorted '/'-separated relative paths (a
+    link to a file counts as one, a broken one too: it gets its row and its reason; links to
+    folders are not followed)."""
     return [path for path, _, _ in _walk(Path(root))]
 
 
 def scan_folder(root: str | Path, labels: LabelConfig,
                 unlistable: list[str] | None = None) -> list[Item]:
-    """Every regular file under root as an Item, sorted by path. Folders that cannot be listed
-    are named in a warning and, when `unlistable` is given, appended to it ('/'-separated,
-    relative to root; "." for root itself)."""
+    """Every regular file under root as an Item, sorted by path (links as in list_files).
+    Folders that cannot be listed are named in a warning and, when `unlistable` is given,
+    appended to it ('/'-separated, relative to root; "." for root itself)."""
     items = []
     for path, size, mtime_ns in _walk(Path(root), unlistable):
         label, why = parse_label(path, labels)

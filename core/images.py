@@ -64,6 +64,8 @@ def read_bytes(path: str) -> bytes:
         with open(path, "rb") as f:
             return f.read()
     except OSError as exc:
+        if os.path.islink(path) and not os.path.exists(path):
+            raise ImageError("a link to a file that is not there") from None
         raise ImageError(f"unreadable: {exc.strerror or exc}") from None
 
 

@@ -26,6 +26,25 @@ def test_list_files_is_recursive_sorted_and_files_only(tmp_path):
     assert list_files(tmp_path) == ["A.png", "a/b/c.png", "a/z.png", "b.png"]
 
 
+def test_links_to_files_are_listed_broken_ones_too_and_links_to_folders_are_named(tmp_path,
+                                                                                   cfg, caplog):
+    # Every file the user sees in the folder ends up in the output; a link whose target is
+    # gone is an error row that says so, not a silent gap.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "ABCD_1.png").write_bytes(b"x")
+    os.symlink(tmp_path / "a" / "ABCD_1.png", tmp_path / "EFGH_2.png")
+    os.symlink(tmp_path / "gone.png", tmp_path / "IJKL_3.png")
+    os.symlink(tmp_path / "a", tmp_path / "linked")
+    with caplog.at_level("WARNING"):
+        items = scan_folder(tmp_path, cfg.labels)
+    assert [i.path for i in items] == ["EFGH_2.png", "IJKL_3.png", "a/ABCD_1.png"]
+    assert items[1].label == "IJKL"
+    assert "linked is a link to a folder, not followed" in caplog.text
+    dataset = CaptchaDataset(tmp_path, items, build_codec(cfg.labels), cfg.image)
+    assert dataset[1]["error"] == "a link to a file that is not there"
+    assert dataset[1]["target"].tolist() == [IGNORE] * cfg.labels.length
+
+
 def test_dataset_yields_uint8_rgb_and_targets(captcha_dir, cfg):
     items = scan_folder(captcha_dir, cfg.labels)
     codec = build_codec(cfg.labels)
