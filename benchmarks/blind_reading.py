@@ -30,14 +30,16 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from core.files import cell, read_cell, read_rows, write_csv  # noqa: E402
-from core.images import decode_rgb  # noqa: E402
+from core.data import list_files  # noqa: E402
+from core.images import ImageError, decode_rgb, read_bytes  # noqa: E402
 from lookalike_errors import GROUPS  # noqa: E402
 
 HEIGHT, WIDTH, PER_SHEET, COLUMNS = 100, 560, 12, 2
 
 
 def sample(folder: Path, count: int, seed: int) -> list[str]:
-    names = sorted(p.name for p in folder.iterdir() if p.is_file())
+    """`count` of the folder's files (as the runner lists them: recursive, '/'-separated)."""
+    names = list_files(folder)
     return random.Random(seed).sample(names, min(count, len(names)))
 
 
@@ -57,8 +59,16 @@ def tile(rgb: np.ndarray, number: int) -> np.ndarray:
 def make_sheets(folder: Path, out: Path, count: int, seed: int) -> int:
     """Writes out/sheet-K.png and out/key.csv (number, file); returns the number of sheets."""
     names = sample(folder, count, seed)
+    if not names:
+        sys.exit(f"{folder}: no files to sample")
     out.mkdir(parents=True, exist_ok=True)
-    tiles = [tile(decode_rgb((folder / n).read_bytes()), i) for i, n in enumerate(names)]
+    tiles = []
+    for i, name in enumerate(names):
+        try:
+            rgb = decode_rgb(read_bytes(str(folder / name)))
+        except ImageError:      # a blank tile: the reader writes "?" for it, as the run errs
+            rgb = np.full((HEIGHT, HEIGHT, 3), 255, np.uint8)
+        tiles.append(tile(rgb, i))
     blank = np.full_like(tiles[0], 255)
     sheets = 0
     for start in range(0, len(tiles), PER_SHEET):

@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 
 from benchmarks import blind_reading as br
+from core.data import list_files
 from core.files import read_rows, write_csv
 from core.images import write_png
 
@@ -21,10 +22,16 @@ def _folder(tmp_path, count=30):
 
 def test_sheets_hold_the_sample_numbered_and_the_key_names_it(tmp_path):
     folder = _folder(tmp_path)
+    (folder / "sub").mkdir()                                   # listed as the runner lists
+    write_png(str(folder / "sub" / "L999.png"), np.zeros((20, 40, 3), np.uint8))
+    (folder / "L998.png").write_bytes(b"not an image")         # a blank tile, not a crash
     assert br.make_sheets(folder, tmp_path / "out", count=25, seed=7) == 3   # 12 + 12 + 1
     key = read_rows(tmp_path / "out" / "key.csv")
     assert [int(r["number"]) for r in key] == list(range(25))
     assert len({r["file"] for r in key}) == 25
+    everything = br.sample(folder, 100, 7)                   # more than there are: all 32
+    assert sorted(everything) == list_files(folder) and "sub/L999.png" in everything
+    assert br.make_sheets(folder, tmp_path / "all", count=100, seed=7) == 3     # 12, 12, 8
     assert [r["file"] for r in key] == br.sample(folder, 25, 7)
     assert br.sample(folder, 25, 7) != br.sample(folder, 25, 8)
     sheet = cv2.imread(str(tmp_path / "out" / "sheet-0.png"))
