@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from core.files import cell, read_cell, read_rows, write_csv  # noqa: E402
 from core.data import list_files  # noqa: E402
-from core.images import ImageError, decode_rgb, read_bytes  # noqa: E402
+from core.generator import preview_grid  # noqa: E402
+from core.images import ImageError, decode_rgb, read_bytes, write_png  # noqa: E402
 from lookalike_errors import GROUPS  # noqa: E402
 
 HEIGHT, WIDTH, PER_SHEET, COLUMNS = 100, 560, 12, 2
@@ -43,44 +44,38 @@ def sample(folder: Path, count: int, seed: int) -> list[str]:
     return random.Random(seed).sample(names, min(count, len(names)))
 
 
-def tile(rgb: np.ndarray, number: int) -> np.ndarray:
+def tile(rgb: np.ndarray) -> np.ndarray:
     """The image at HEIGHT pixels high (squeezed to WIDTH where wider, so that no character is
-    cut off) over its number, on white."""
+    cut off), on a white HEIGHT x WIDTH tile: every tile of a sheet the same size."""
     h, w = rgb.shape[:2]
     scaled = cv2.resize(rgb, (min(WIDTH, max(1, round(w * HEIGHT / h))), HEIGHT),
                         interpolation=cv2.INTER_CUBIC)
-    out = np.full((HEIGHT + 24, WIDTH, 3), 255, np.uint8)
-    out[:HEIGHT, :scaled.shape[1]] = scaled
-    cv2.putText(out, f"#{number}", (4, HEIGHT + 19), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
-                (200, 0, 0), 1)
+    out = np.full((HEIGHT, WIDTH, 3), 255, np.uint8)
+    out[:, :scaled.shape[1]] = scaled
     return out
 
 
 def make_sheets(folder: Path, out: Path, count: int, seed: int) -> int:
-    """Writes out/sheet-K.png and out/key.csv (number, file); returns the number of sheets."""
+    """Writes out/sheet-K.png (the tiles under their numbers, jobs.generate's preview grid) and
+    out/key.csv (number, file); returns the number of sheets."""
     names = sample(folder, count, seed)
     if not names:
         sys.exit(f"{folder}: no files to sample")
     out.mkdir(parents=True, exist_ok=True)
     tiles = []
-    for i, name in enumerate(names):
+    for name in names:
         try:
             rgb = decode_rgb(read_bytes(str(folder / name)))
         except ImageError:      # a blank tile: the reader writes "?" for it, as the run errs
             rgb = np.full((HEIGHT, HEIGHT, 3), 255, np.uint8)
-        tiles.append(tile(rgb, i))
-    blank = np.full_like(tiles[0], 255)
-    sheets = 0
-    for start in range(0, len(tiles), PER_SHEET):
-        page = tiles[start:start + PER_SHEET]
-        page += [blank] * (-len(page) % COLUMNS)
-        rows = [np.hstack(page[j:j + COLUMNS]) for j in range(0, len(page), COLUMNS)]
-        image = cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR)
-        if not cv2.imwrite(str(out / f"sheet-{sheets}.png"), image):
-            sys.exit(f"could not write {out / f'sheet-{sheets}.png'}")
-        sheets += 1
+        tiles.append(tile(rgb))
+    starts = range(0, len(tiles), PER_SHEET)
+    for sheet, start in enumerate(starts):
+        numbers = range(start, min(start + PER_SHEET, len(tiles)))
+        write_png(str(out / f"sheet-{sheet}.png"),
+                  preview_grid([tiles[i] for i in numbers], [f"#{i}" for i in numbers], COLUMNS))
     write_csv(out / "key.csv", ["number", "file"], [(i, cell(n)) for i, n in enumerate(names)])
-    return sheets
+    return len(starts)
 
 
 def read_readings(path: Path) -> dict[int, str]:

@@ -7,6 +7,7 @@ import numpy as np
 from benchmarks import blind_reading as br
 from core.data import list_files
 from core.files import read_rows, write_csv
+from core.generator import preview_grid
 from core.images import write_png
 
 
@@ -34,17 +35,21 @@ def test_sheets_hold_the_sample_numbered_and_the_key_names_it(tmp_path):
     assert br.make_sheets(folder, tmp_path / "all", count=100, seed=7) == 3     # 12, 12, 8
     assert [r["file"] for r in key] == br.sample(folder, 25, 7)
     assert br.sample(folder, 25, 7) != br.sample(folder, 25, 8)
+    blank = np.full((br.HEIGHT, br.WIDTH, 3), 255, np.uint8)
+
+    def grid_shape(tiles):      # the preview grid's size for that many tiles, two a row
+        return preview_grid([blank] * tiles, ["#0"] * tiles, 2).shape
     sheet = cv2.imread(str(tmp_path / "out" / "sheet-0.png"))
-    assert sheet.shape == (6 * (br.HEIGHT + 24), 2 * br.WIDTH, 3)   # 12 tiles, two a row
+    assert sheet.shape == grid_shape(12) and grid_shape(12)[0] > 5 * grid_shape(1)[0]
     last = cv2.imread(str(tmp_path / "out" / "sheet-2.png"))
-    assert last.shape == (br.HEIGHT + 24, 2 * br.WIDTH, 3)          # one tile and a blank
+    assert last.shape == grid_shape(1) == grid_shape(2)              # one tile and a blank
 
 
 def test_a_wide_image_is_squeezed_whole_into_its_tile():
     wide = np.zeros((20, 400, 3), np.uint8)      # 2,000 pixels wide at the sheet's height
     wide[:, -10:] = 255                          # its last columns white
-    out = br.tile(wide, 3)
-    assert out.shape == (br.HEIGHT + 24, br.WIDTH, 3)
+    out = br.tile(wide)
+    assert out.shape == (br.HEIGHT, br.WIDTH, 3)
     assert out[:br.HEIGHT, br.WIDTH - 5:].min() > 200   # the end of the image is in the tile
     assert out[:br.HEIGHT, :br.WIDTH - 40].max() < 60
 
