@@ -171,8 +171,10 @@ def generate_folder(output: str | Path, count: int, seed: int, labels: LabelConf
         done = [_write_range(str(output), lo, hi, count, seed, labels, image, style, faces)
                 for lo, hi in chunks]
     else:
+        parent = os.getpid()
         done = Parallel(n_jobs=workers)(
-            delayed(_write_range)(str(output), lo, hi, count, seed, labels, image, style, faces)
+            delayed(_write_range)(str(output), lo, hi, count, seed, labels, image, style, faces,
+                                  parent)
             for lo, hi in chunks)
     return sum(done)
 
@@ -218,10 +220,18 @@ def _chunks(count: int, parts: int) -> list[tuple[int, int]]:
 
 
 def _write_range(output: str, lo: int, hi: int, count: int, seed: int, labels: LabelConfig,
-                 image: ImageConfig, style: str, faces: tuple[str, ...]) -> int:
+                 image: ImageConfig, style: str, faces: tuple[str, ...],
+                 parent: int | None = None) -> int:
+    """Captchas lo to hi - 1 written into `output`; how many. A worker process is given its
+    job's process id as `parent`, and ends itself once that process is gone: a job killed
+    mid-run (a cron timeout, the OOM killer) cannot stop its workers, which would otherwise go
+    on writing the ranges queued to them, thousands of captchas, also into the folder of the
+    run that replaces it, and then idle for minutes. There is nobody left to report to."""
     cv2.setNumThreads(1)
     keep_freed_memory()   # a captcha's float temporaries would page-fault in afresh each time
     for index in range(lo, hi):
+        if parent is not None and os.getppid() != parent:
+            os._exit(0)
         text, pixels = generate_one(index, seed, labels, image, style, faces)
         write_png(os.path.join(output, file_name(text, index, count)), pixels)
     return hi - lo

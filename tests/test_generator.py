@@ -1,8 +1,10 @@
 import hashlib
 import os
 import platform
+import signal
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -283,6 +285,28 @@ def test_glyphs_are_never_cut(cfg, monkeypatch):
         roomy, _ = generator._glyph(char, np.random.default_rng(seed), height)
         assert mask.shape[0] == height
         assert abs(int(mask.sum()) - int(roomy.sum())) <= 0.01 * roomy.sum(), (char, seed)
+
+
+def test_a_killed_generate_job_leaves_no_worker_writing(tmp_path):
+    # Killed mid-run (a cron timeout, the OOM killer), the job's worker processes used to go
+    # on writing the ranges already queued to them, thousands of captchas, also into the
+    # folder of the run that replaced it. Now they stop once their job is gone.
+    out = tmp_path / "out"
+    job = subprocess.Popen([sys.executable, "-m", "jobs.generate", "--output", str(out),
+                            "--count", "40000", "--workers", "2"], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while (not out.is_dir() or len(os.listdir(out)) < 40) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert job.poll() is None, "the job ended before it could be killed"
+    finally:
+        job.send_signal(signal.SIGKILL)
+        job.wait()
+    time.sleep(1.5)                      # a worker finishes the captcha it was drawing
+    written = len(os.listdir(out))
+    time.sleep(1.5)
+    assert len(os.listdir(out)) == written < 40000
 
 
 def test_generator_workers_start_without_torch():
