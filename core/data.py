@@ -45,14 +45,19 @@ class Item:
     mtime_ns: int = 0        # run_batch --only-new compares to tell a file unchanged
 
 
-def _walk(root: Path, unlistable: list[str] | None = None) -> list[tuple[str, int, int]]:
+def _walk(root: Path, unlistable: list[str] | None = None,
+          warn: bool = True) -> list[tuple[str, int, int]]:
+    """(path, size, mtime_ns) of every file under root; `warn`: name what is left out (folders
+    that cannot be listed, links to folders) in warnings, once per job: False for a second
+    walk of the same folder."""
     found = []
     top = str(root)
 
     def cannot_list(exc: OSError) -> None:
         # os.walk skips a folder it cannot list; its files cannot have rows, so say which.
-        log.warning("cannot list folder %s: %s; its files are not in this run", exc.filename,
-                    exc.strerror or exc)
+        if warn:
+            log.warning("cannot list folder %s: %s; its files are not in this run",
+                        exc.filename, exc.strerror or exc)
         if unlistable is not None:
             unlistable.append(_relative(exc.filename, top))
 
@@ -61,7 +66,7 @@ def _walk(root: Path, unlistable: list[str] | None = None) -> list[tuple[str, in
         folder = _relative(dirpath, top)
         prefix = "" if folder == "." else folder + "/"
         for name in dirnames:   # os.walk lists them but does not go in (no loops, no twice)
-            if os.path.islink(os.path.join(dirpath, name)):
+            if warn and os.path.islink(os.path.join(dirpath, name)):
                 log.warning("%s%s is a link to a folder, not followed: its files are not in "
                             "this run", prefix, name)
         for name in filenames:
@@ -85,20 +90,21 @@ def _relative(path: str, top: str) -> str:
     return os.path.relpath(path, top).replace(os.sep, "/")
 
 
-def list_files(root: str | Path) -> list[str]:
+def list_files(root: str | Path, warn: bool = True) -> list[str]:
     """Every regular file under root, recursively, as sorted '/'-separated relative paths (a
     link to a file counts as one, a broken one too: it gets its row and its reason; links to
-    folders are not followed)."""
-    return [path for path, _, _ in _walk(Path(root))]
+    folders are not followed, and named in a warning unless `warn` is False)."""
+    return [path for path, _, _ in _walk(Path(root), warn=warn)]
 
 
 def scan_folder(root: str | Path, labels: LabelConfig,
-                unlistable: list[str] | None = None) -> list[Item]:
+                unlistable: list[str] | None = None, warn: bool = True) -> list[Item]:
     """Every regular file under root as an Item, sorted by path (links as in list_files).
-    Folders that cannot be listed are named in a warning and, when `unlistable` is given,
-    appended to it ('/'-separated, relative to root; "." for root itself)."""
+    Folders that cannot be listed are named in a warning (unless `warn` is False: the job
+    walked the folder before) and, when `unlistable` is given, appended to it ('/'-separated,
+    relative to root; "." for root itself)."""
     items = []
-    for path, size, mtime_ns in _walk(Path(root), unlistable):
+    for path, size, mtime_ns in _walk(Path(root), unlistable, warn):
         label, why = parse_label(path, labels)
         items.append(Item(path, label, why, size, mtime_ns))
     return items

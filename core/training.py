@@ -126,9 +126,10 @@ def _folder_settings(cfg: Config, folder: str, say: Callable[[str], None]) -> Co
 
 
 def _labelled_items(folder: str, cfg: Config, corrections: dict[str, str],
-                    say: Callable[[str], None]) -> tuple[list[Item], dict[str, str]]:
-    """The folder's labelled items, and every file left out, with why."""
-    items = scan_folder(folder, cfg.labels)
+                    say: Callable[[str], None], warn: bool) -> tuple[list[Item], dict[str, str]]:
+    """The folder's labelled items, and every file left out, with why. `warn`: name links to
+    folders and folders that cannot be listed (False where discovery has named them)."""
+    items = scan_folder(folder, cfg.labels, warn=warn)
     if corrections:
         try:
             items = apply_corrections(items, corrections, "--corrections")
@@ -261,7 +262,8 @@ def train_folder(plan: TrainingPlan, cfg: Config, device: torch.device,
             corrections = read_corrections(plan.corrections, cfg.labels)
         except CorrectionsError as exc:
             raise TrainingError(str(exc)) from None
-    items, unlabelled = _labelled_items(plan.input, cfg, corrections, say)
+    items, unlabelled = _labelled_items(plan.input, cfg, corrections, say,
+                                        warn=init is not None)   # else discovery walked it
     try:
         train_items, val_items = split_items([i for i in items if i.path not in corrections],
                                              cfg.train.val_fraction, cfg.train.seed)

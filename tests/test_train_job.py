@@ -1,6 +1,7 @@
 """The training job end to end, as a user runs it."""
 import csv
 import dataclasses
+import os
 import subprocess
 import sys
 import time
@@ -307,10 +308,13 @@ def test_files_left_out_of_training_are_named_with_why(short_labels, tmp_path, h
     (folder / "ABC_d1.png").write_bytes(b"not a png at all")       # labelled, but damaged
     (folder / "BAD_d2.png").write_bytes(b"")
     (folder / "notes.txt").write_text("hello")                     # no label of the alphabet
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", folder / "linked")          # not followed: said once
     (tmp_path / "c.yaml").write_text(f"image:\n  height: 24\nruntime:\n  in_memory: {hold}\n")
     model = tmp_path / "m.pt"
     proc = run("jobs.train", "--input", str(folder), "--output", str(model), "--epochs", "2",
                "--workers", "0", "--config", str(tmp_path / "c.yaml"))
+    assert (proc.stdout + proc.stderr).count("linked is a link to a folder, not followed") == 1
     assert ("left out 2 files that could not be read: ABC_d1.png (unreadable: not an image), "
             "BAD_d2.png (unreadable: empty file)") in proc.stdout
     rows = {r["path"]: r["why"] for r in read_csv(model.with_suffix(".left_out.csv"))}
