@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.checkpoint import load_checkpoint  # noqa: E402
 from core.data import CaptchaDataset, list_files, make_loader, scan_folder  # noqa: E402
 from core.engine import evaluate  # noqa: E402
-from core.images import decode_rgb, read_bytes, write_png  # noqa: E402
+from core.images import ImageError, decode_rgb, read_bytes, write_png  # noqa: E402
 from core.inference import for_inference  # noqa: E402
 
 
@@ -50,14 +50,26 @@ def moved(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-def read_moved(folder: Path, names: list[str], models: list[str], grid: list[tuple[float, float]],
-               tmp: Path) -> dict[str, dict[str, list[str]]]:
-    """For each model, each file's readings at each placement of `grid` (in its order)."""
+def decodable(folder: Path, names: list[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The images of `names` that decode, and why each of the others does not."""
+    images, failed = {}, {}
+    for name in names:
+        try:
+            images[name] = decode_rgb(read_bytes(str(folder / name)))
+        except ImageError as exc:
+            failed[name] = str(exc)
+    return images, failed
+
+
+def read_moved(originals: dict[str, np.ndarray], models: list[str],
+               grid: list[tuple[float, float]], tmp: Path) -> dict[str, dict[str, list[str]]]:
+    """For each model, each image's readings (by its relative path in `originals`) at each
+    placement of `grid`, in its order."""
     readers = []
     for path in models:
         ckpt = load_checkpoint(path)
         readers.append((path, for_inference(ckpt.model, ckpt.temperature), ckpt))
-    originals = {name: decode_rgb(read_bytes(str(folder / name))) for name in names}
+    names = list(originals)
     readings: dict[str, dict[str, list[str]]] = {m: {n: [] for n in names} for m in models}
     device = torch.device("cpu")
     for k, (dx, dy) in enumerate(grid):
@@ -104,10 +116,15 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(2)
     folder = Path(args.input)
-    names = list_files(folder)[:args.limit]
+    originals, failed = decodable(folder, list_files(folder)[:args.limit])
+    for name, why in failed.items():
+        print(f"left out {name}: {why}")
+    if not originals:
+        sys.exit(f"placement: no image in {folder} could be read")
+    names = list(originals)
     grid = placements(args.reach, args.step)
     with tempfile.TemporaryDirectory() as tmp:
-        readings = read_moved(folder, names, args.model, grid, Path(tmp))
+        readings = read_moved(originals, args.model, grid, Path(tmp))
     labels = labels_of(folder, names, args.model[0])
     print(f"{len(names)} captchas of {folder}, {len(grid)} placements "
           f"(-{args.reach:g} to {args.reach:g} px in steps of {args.step:g}, across and down)\n")

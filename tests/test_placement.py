@@ -10,6 +10,7 @@ from benchmarks import placement as pl
 from core.checkpoint import load_checkpoint
 from core.data import CaptchaDataset, list_files, make_loader, scan_folder
 from core.engine import evaluate
+from core.images import write_png
 from core.inference import for_inference
 
 BUNDLED = Path(__file__).resolve().parent.parent / "models" / "default.pt"
@@ -40,7 +41,9 @@ def test_a_move_by_whole_pixels_is_a_shift_with_the_edge_repeated():
 def test_each_captcha_is_read_at_every_placement_as_the_runner_reads_it(captcha_dir, tmp_path):
     names = list_files(captcha_dir)[:4]
     grid = pl.placements(1.0, 1.0)
-    readings = pl.read_moved(captcha_dir, names, [str(BUNDLED)], grid, tmp_path)[str(BUNDLED)]
+    originals, failed = pl.decodable(captcha_dir, names)
+    assert list(originals) == names and failed == {}
+    readings = pl.read_moved(originals, [str(BUNDLED)], grid, tmp_path / "p")[str(BUNDLED)]
     assert set(readings) == set(names) and all(len(r) == len(grid) for r in readings.values())
     # The first placement is the image as it is: what evaluate reads from the folder itself.
     ckpt = load_checkpoint(BUNDLED)
@@ -63,3 +66,12 @@ def test_the_summary_counts_captchas_not_readings():
                 "c": ["XX", "XX", "XX", "XX"]}
     assert pl.summary(readings, labels) == {"as they are": 0.5, "averaged over placements": 0.75,
                                             "at every placement": 0.5}
+
+
+def test_a_file_that_does_not_decode_is_left_out_with_why(tmp_path):
+    write_png(str(tmp_path / "AB12.png"), np.zeros((10, 30, 3), np.uint8))
+    (tmp_path / "CD34.png").write_bytes(b"not an image")
+    (tmp_path / "EF56.png").write_bytes(b"")
+    images, failed = pl.decodable(tmp_path, ["AB12.png", "CD34.png", "EF56.png"])
+    assert list(images) == ["AB12.png"] and images["AB12.png"].shape == (10, 30, 3)
+    assert failed == {"CD34.png": "not an image", "EF56.png": "empty file"}
