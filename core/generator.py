@@ -226,11 +226,14 @@ def _write_range(output: str, lo: int, hi: int, count: int, seed: int, labels: L
     job's process id as `parent`, and ends itself once that process is gone: a job killed
     mid-run (a cron timeout, the OOM killer) cannot stop its workers, which would otherwise go
     on writing the ranges queued to them, thousands of captchas, also into the folder of the
-    run that replaces it, and then idle for minutes. There is nobody left to report to."""
+    run that replaces it, and then idle for minutes. There is nobody left to report to. Run in
+    the job's own process (joblib falls back to that where it cannot start processes), it
+    never checks."""
     cv2.setNumThreads(1)
     keep_freed_memory()   # a captcha's float temporaries would page-fault in afresh each time
+    worker = parent is not None and os.getpid() != parent
     for index in range(lo, hi):
-        if parent is not None and os.getppid() != parent:
+        if worker and os.getppid() != parent:
             os._exit(0)
         text, pixels = generate_one(index, seed, labels, image, style, faces)
         write_png(os.path.join(output, file_name(text, index, count)), pixels)

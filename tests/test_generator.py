@@ -309,6 +309,20 @@ def test_a_killed_generate_job_leaves_no_worker_writing(tmp_path):
     assert len(os.listdir(out)) == written < 40000
 
 
+def test_a_range_drawn_in_the_jobs_own_process_is_written(tmp_path):
+    # Where joblib cannot start processes it runs the ranges in the job's own process, whose
+    # parent is the shell: that is no sign of a killed job (ending there would end the job,
+    # quietly, so it runs in a process of its own here).
+    code = ("import os; from core import generator; from core.config import load_config; "
+            "g = load_config().generate; "
+            f"n = generator._write_range({str(tmp_path)!r}, 0, 3, 3, 5, g.labels, g.image, "
+            "'classic', (), os.getpid()); print('wrote', n)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.strip() == "wrote 3", proc.stderr
+    assert len(os.listdir(tmp_path)) == 3
+
+
 def test_generator_workers_start_without_torch():
     """jobs.generate's worker processes import core.generator only; torch (~2 s per process
     on the reference box) must not come with it."""
