@@ -91,8 +91,9 @@ def read_moved(originals: dict[str, np.ndarray], models: list[str],
 
 def labels_of(folder: Path, names: list[str], model: str) -> dict[str, str | None]:
     ckpt = load_checkpoint(model)
+    wanted = set(names)
     return {item.path: item.label for item in scan_folder(folder, ckpt.labels)
-            if item.path in set(names)}
+            if item.path in wanted}
 
 
 def summary(readings: dict[str, list[str]], labels: dict[str, str | None]) -> dict[str, float]:
@@ -114,7 +115,6 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=2000, help="first N files of the folder")
     p.add_argument("--list", type=int, default=12, help="list each captcha for folders this small")
     args = p.parse_args()
-    torch.set_num_threads(2)
     folder = Path(args.input)
     originals, failed = decodable(folder, list_files(folder)[:args.limit])
     for name, why in failed.items():
@@ -125,13 +125,14 @@ def main() -> None:
     grid = placements(args.reach, args.step)
     with tempfile.TemporaryDirectory() as tmp:
         readings = read_moved(originals, args.model, grid, Path(tmp))
-    labels = labels_of(folder, names, args.model[0])
+    # each model's labels as its own settings read the file names (its alphabet, case)
+    labels = {model: labels_of(folder, names, model) for model in args.model}
     print(f"{len(names)} captchas of {folder}, {len(grid)} placements "
           f"(-{args.reach:g} to {args.reach:g} px in steps of {args.step:g}, across and down)\n")
     print("| model | read as they are | averaged over placements | read at every placement |")
     print("|---|---:|---:|---:|")
     for model in args.model:
-        s = summary(readings[model], labels)
+        s = summary(readings[model], labels[model])
         print(f"| {Path(model).name} | " + " | ".join(f"{100 * v:.2f} %" for v in s.values()) + " |")
     if len(names) <= args.list:
         for model in args.model:
@@ -140,9 +141,10 @@ def main() -> None:
             print("|---|---|---|---:|---|")
             for name in names:
                 texts = readings[model][name]
-                right = sum(t == labels[name] for t in texts)
+                label = labels[model][name]
+                right = sum(t == label for t in texts)
                 common = ", ".join(f"{t} x{c}" for t, c in Counter(texts).most_common(4))
-                print(f"| {name} | {labels[name]} | {texts[0]} | {right} of {len(texts)} | {common} |")
+                print(f"| {name} | {label} | {texts[0]} | {right} of {len(texts)} | {common} |")
 
 
 if __name__ == "__main__":
