@@ -96,9 +96,8 @@ def draw_at_weight(folder: Path, weight: int, count: int, seed: int, config) -> 
         seed_style._bitmap = PLAIN
 
 
-def read(folder: Path, model: str) -> tuple[float, float]:
-    """Captchas and characters read right, as shares."""
-    ckpt = load_checkpoint(model)
+def read(folder: Path, ckpt) -> tuple[float, float]:
+    """Captchas and characters of `folder` that the loaded checkpoint reads right, as shares."""
     device = torch.device("cpu")
     items = scan_folder(folder, ckpt.labels)
     loader = make_loader(CaptchaDataset(folder, items, ckpt.codec, ckpt.image), 64, 0, device)
@@ -120,12 +119,13 @@ def main() -> None:
     except ValueError:
         sys.exit(f"stroke_weight: --weights must be whole numbers separated by commas, not {args.weights!r}")
     config = load_config(args.config)
+    checkpoints = [load_checkpoint(model) for model in args.model]   # once, for every weight
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for weight in weights:
             folder = Path(tmp) / f"w{weight}"
             draw_at_weight(folder, weight, args.count, args.seed, config)
-            rows[weight] = [read(folder, model) for model in args.model]
+            rows[weight] = [read(folder, ckpt) for ckpt in checkpoints]
     print(f"{args.count} captchas of seed {args.seed} at each stroke weight (quarter pixels each "
           "side); captchas read whole (characters)\n")
     print("| weight | " + " | ".join(Path(m).name for m in args.model) + " |")

@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks import stroke_weight as sw
 from core import seed_style
+from core.checkpoint import load_checkpoint
 from core.config import load_config
 from core.data import list_files
 from core.generator import generate_folder
@@ -89,7 +90,7 @@ def test_the_same_captchas_are_drawn_lighter_and_heavier(tmp_path):
 
 def test_a_folder_is_scored_as_the_runner_scores_it(tmp_path):
     sw.draw_at_weight(tmp_path, 2, 8, 3, load_config())
-    captchas, chars = sw.read(tmp_path, str(BUNDLED))
+    captchas, chars = sw.read(tmp_path, load_checkpoint(BUNDLED))
     # the bundled model reads heavier glyphs of its own look; whole captchas are shares of 8,
     # characters of 32, and never more right than their characters
     assert 0.5 <= captchas <= chars <= 1.0
