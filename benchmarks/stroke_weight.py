@@ -96,12 +96,13 @@ def draw_at_weight(folder: Path, weight: int, count: int, seed: int, config) -> 
         seed_style._bitmap = PLAIN
 
 
-def read(folder: Path, ckpt) -> tuple[float, float]:
-    """Captchas and characters of `folder` that the loaded checkpoint reads right, as shares."""
+def read(folder: Path, ckpt, model: torch.nn.Module) -> tuple[float, float]:
+    """Captchas and characters of `folder` that the loaded checkpoint reads right, as shares;
+    `model` is its network as for_inference prepares it."""
     device = torch.device("cpu")
     items = scan_folder(folder, ckpt.labels)
     loader = make_loader(CaptchaDataset(folder, items, ckpt.codec, ckpt.image), 64, 0, device)
-    metrics = evaluate(for_inference(ckpt.model, ckpt.temperature), loader, ckpt.codec, device)
+    metrics = evaluate(model, loader, ckpt.codec, device)
     return metrics.captcha_accuracy, metrics.char_accuracy
 
 
@@ -119,13 +120,16 @@ def main() -> None:
     except ValueError:
         sys.exit(f"stroke_weight: --weights must be whole numbers separated by commas, not {args.weights!r}")
     config = load_config(args.config)
-    checkpoints = [load_checkpoint(model) for model in args.model]   # once, for every weight
+    readers = []        # each checkpoint loaded and folded for inference once, for every weight
+    for path in args.model:
+        ckpt = load_checkpoint(path)
+        readers.append((ckpt, for_inference(ckpt.model, ckpt.temperature)))
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for weight in weights:
             folder = Path(tmp) / f"w{weight}"
             draw_at_weight(folder, weight, args.count, args.seed, config)
-            rows[weight] = [read(folder, ckpt) for ckpt in checkpoints]
+            rows[weight] = [read(folder, ckpt, model) for ckpt, model in readers]
     print(f"{args.count} captchas of seed {args.seed} at each stroke weight (quarter pixels each "
           "side); captchas read whole (characters)\n")
     print("| weight | " + " | ".join(Path(m).name for m in args.model) + " |")

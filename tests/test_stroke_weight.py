@@ -15,6 +15,7 @@ from core.config import load_config
 from core.data import list_files
 from core.generator import generate_folder
 from core.images import decode_rgb, read_bytes
+from core.inference import for_inference
 
 BUNDLED = Path(__file__).resolve().parent.parent / "models" / "default.pt"
 
@@ -90,7 +91,8 @@ def test_the_same_captchas_are_drawn_lighter_and_heavier(tmp_path):
 
 def test_a_folder_is_scored_as_the_runner_scores_it(tmp_path):
     sw.draw_at_weight(tmp_path, 2, 8, 3, load_config())
-    captchas, chars = sw.read(tmp_path, load_checkpoint(BUNDLED))
+    ckpt = load_checkpoint(BUNDLED)
+    captchas, chars = sw.read(tmp_path, ckpt, for_inference(ckpt.model, ckpt.temperature))
     # the bundled model reads heavier glyphs of its own look; whole captchas are shares of 8,
     # characters of 32, and never more right than their characters
     assert 0.5 <= captchas <= chars <= 1.0
